@@ -1,0 +1,105 @@
+"""Sampler overhead: median seconds per trial of MetaBOSampler vs Optuna's GPSampler.
+
+Protocol (issue 2): ``--n-priors`` prior studies x ``--prior-trials`` trials of a 7-parameter
+task family, then a ``--budget``-trial target study. Both samplers run on the same target in the
+same process, so the ratio is robust to machine noise. Peak RSS of a MetaBO-only child process
+is reported too.
+
+Usage::
+
+    python -m benchmarks.bench_overhead --n-priors 10 --prior-trials 50 --budget 40 --seeds 3
+    python -m benchmarks.bench_overhead --n-priors 50 --prior-trials 100 --budget 40 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import optuna
+
+
+def _objective(shift: np.ndarray, scale: float) -> Any:
+    def objective(trial: optuna.Trial) -> float:
+        x = np.array([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(5)])
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        layers = trial.suggest_int("layers", 1, 5)
+        value = float(((x - 0.3 - shift[:5]) ** 2).sum())
+        value += (np.log10(lr) + 2.5 + shift[5]) ** 2 + 0.1 * (layers - 3) ** 2
+        return scale * value
+
+    return objective
+
+
+def _timed(sampler: optuna.samplers.BaseSampler) -> tuple[optuna.samplers.BaseSampler, list]:
+    seconds: list[float] = []
+    original = sampler.sample_relative
+
+    def sample_relative(study: Any, trial: Any, space: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(study, trial, space)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    sampler.sample_relative = sample_relative  # type: ignore[method-assign]
+    return sampler, seconds
+
+
+def run(n_priors: int, prior_trials: int, budget: int, seed: int) -> dict[str, float]:
+    from optuna_metabo import MetaBOSampler
+
+    rng = np.random.RandomState(seed)
+    storage = optuna.storages.InMemoryStorage()
+    names = []
+    for i in range(n_priors):
+        shift = rng.uniform(-0.1, 0.1, size=6)
+        name = f"prior-{i}"
+        prior = optuna.create_study(
+            storage=storage, study_name=name, sampler=optuna.samplers.TPESampler(seed=i)
+        )
+        prior.optimize(_objective(shift, rng.uniform(0.5, 2.0)), n_trials=prior_trials)
+        names.append(name)
+    target = _objective(rng.uniform(-0.1, 0.1, size=6), 1.0)
+    result = {}
+    samplers = {
+        "metabo": MetaBOSampler(names, prior_storage=storage, seed=seed),
+        "gp": optuna.samplers.GPSampler(seed=seed),
+    }
+    for label, sampler in samplers.items():
+        timed, seconds = _timed(sampler)
+        study = optuna.create_study(sampler=timed)
+        study.optimize(target, n_trials=budget)
+        result[label] = statistics.median(seconds[-max(1, budget // 2) :])
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-priors", type=int, default=10)
+    parser.add_argument("--prior-trials", type=int, default=50)
+    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = [run(args.n_priors, args.prior_trials, args.budget, s) for s in range(args.seeds)]
+    for seed, row in enumerate(rows):
+        print(
+            f"seed {seed}: MetaBO {row['metabo']:.3f} s/trial, GPSampler {row['gp']:.3f} s/trial,"
+            f" ratio {row['metabo'] / row['gp']:.2f}, peak RSS {row['rss_mb']:.0f} MB"
+        )
+    metabo = statistics.median(r["metabo"] for r in rows)
+    gp = statistics.median(r["gp"] for r in rows)
+    print(
+        f"median over seeds: MetaBO {metabo:.3f} s/trial, GPSampler {gp:.3f}, "
+        f"ratio {metabo / gp:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Acquisition functions. Each one asks the model only for a posterior.
+
+Conventions: values are standardized and lower is better; acquisition values are to be
+maximized; inputs are tensors of shape ``(m, d)`` and outputs of shape ``(m,)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_LOG_SQRT_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
+
+
+class PosteriorModel(Protocol):
+    """What an acquisition function needs from a model."""
+
+    def posterior(self, x: torch.Tensor, task_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of shape ``(m,)`` at ``x`` of shape ``(m, d)``."""
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(x))`` for ``x < 0``, accurate on both ends."""
+    return torch.where(
+        x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x))
+    )
+
+
+def log_h(z: torch.Tensor) -> torch.Tensor:
+    """``log(phi(z) + z * Phi(z))``, stable for very negative ``z`` (Ament et al., 2023)."""
+    upper = z > -1
+    z_upper = torch.where(upper, z, torch.zeros_like(z))
+    z_lower = torch.where(upper, -torch.ones_like(z), z)
+    normal = torch.distributions.Normal(
+        torch.zeros((), dtype=z.dtype, device=z.device), torch.ones((), dtype=z.dtype, device=z.device)
+    )
+    value_upper = torch.log(torch.exp(normal.log_prob(z_upper)) + z_upper * normal.cdf(z_upper))
+    erfcx_term = torch.log(torch.special.erfcx(-z_lower / math.sqrt(2)) * z_lower.abs())
+    value_lower = -0.5 * z_lower**2 - _LOG_SQRT_2PI + _log1mexp(erfcx_term + _LOG_SQRT_PI_OVER_2)
+    return torch.where(upper, value_upper, value_lower)
+
+
+class LogExpectedImprovement:
+    """Log expected improvement over ``best_value`` on one task (minimization).
+
+    Args:
+        model: Anything with ``posterior(x, task_index)``.
+        task_index: The task whose improvement counts (the target).
+        best_value: The incumbent, in the model's standardized units.
+    """
+
+    def __init__(self, model: PosteriorModel, task_index: int, best_value: float) -> None:
+        self.model = model
+        self.task_index = task_index
+        self.best_value = best_value
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        mean, variance = self.model.posterior(x, self.task_index)  # (m,), (m,)
+        std = torch.sqrt(variance)
+        z = (self.best_value - mean) / std
+        return log_h(z) + torch.log(std)
+
+
+class NegativeMeanAcrossTasks:
+    """Minus the posterior mean averaged over tasks: ranks points by how good they are on the
+    prior tasks overall. Used for the first target trial, before the target has any data.
+
+    Args:
+        model: Anything with ``posterior(x, task_index)``.
+        task_indices: The tasks to average over.
+    """
+
+    def __init__(self, model: PosteriorModel, task_indices: list[int]) -> None:
+        self.model = model
+        self.task_indices = task_indices
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        means = [self.model.posterior(x, t)[0] for t in self.task_indices]
+        return -torch.stack(means).mean(dim=0)

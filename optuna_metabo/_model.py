@@ -1,0 +1,312 @@
+"""The multi-task Gaussian process: an ICM kernel in GPyTorch, exact inference in torch.
+
+The covariance between point ``x`` of task ``s`` and point ``x'`` of task ``t`` is
+``k(x, x') * B[s, t]``, with ``k`` a Matérn-5/2 ARD kernel on the unit cube and
+``B = W W^T + diag(v)`` a GPyTorch ``IndexKernel``. Hyperparameters are fitted by maximizing the
+exact log marginal likelihood plus log priors with L-BFGS-B, warm-started from the previous fit.
+This is the only module that imports GPyTorch; torch is imported lazily by the sampler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+import logging
+import math
+from typing import Any
+
+import gpytorch
+import numpy as np
+import scipy.optimize
+import torch
+
+
+_logger = logging.getLogger(__name__)
+
+_JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
+MIN_NOISE = 1e-6
+
+
+class ModelFitError(RuntimeError):
+    """The GP could not be fitted even with jitter and default hyperparameters."""
+
+
+class ICMKernelModule(gpytorch.Module):
+    """Hyperparameters of the ICM GP: Matérn-5/2 ARD, task IndexKernel and Gaussian noise.
+
+    Args:
+        dim: Number of input columns.
+        n_tasks: Number of tasks (prior tasks plus the target).
+        rank: Rank of the task covariance factor ``W``.
+    """
+
+    def __init__(self, dim: int, n_tasks: int, rank: int) -> None:
+        super().__init__()
+        from gpytorch.constraints import GreaterThan
+        from gpytorch.kernels import IndexKernel
+        from gpytorch.kernels import MaternKernel
+        from gpytorch.priors import GammaPrior
+        from gpytorch.priors import LogNormalPrior
+
+        # Dimension-scaled lengthscale prior (Hvarfner et al., 2024; BoTorch's default).
+        self.input_kernel = MaternKernel(
+            nu=2.5,
+            ard_num_dims=max(dim, 1),
+            lengthscale_prior=LogNormalPrior(math.sqrt(2) + 0.5 * math.log(max(dim, 1)), 3**0.5),
+            lengthscale_constraint=GreaterThan(1e-3),
+        )
+        self.input_kernel.lengthscale = math.exp(math.sqrt(2) + 0.5 * math.log(max(dim, 1)) - 1)
+        self.task_kernel = IndexKernel(
+            num_tasks=n_tasks, rank=rank, var_constraint=GreaterThan(1e-4)
+        )
+        self.task_kernel.register_prior(
+            "var_prior", GammaPrior(2.0, 4.0), lambda m: m.var, lambda m, v: m._set_var(v)
+        )
+        with torch.no_grad():
+            self.task_kernel.covar_factor.fill_(0.9 / math.sqrt(rank))
+            self.task_kernel.var = torch.full((n_tasks,), 0.2)
+        self.raw_noise = torch.nn.Parameter(torch.tensor(math.log(1e-3)))
+        self.noise_prior = LogNormalPrior(math.log(1e-3), 2.0)
+
+    @property
+    def noise(self) -> torch.Tensor:
+        return MIN_NOISE + torch.exp(self.raw_noise)
+
+    def task_covariance(self) -> torch.Tensor:
+        """``B`` of shape ``(n_tasks, n_tasks)``."""
+        return self.task_kernel.covar_matrix.to_dense()
+
+    def input_covariance(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """Matérn-5/2 covariance between ``x1`` ``(n, d)`` and ``x2`` ``(m, d)``: ``(n, m)``."""
+        return self.input_kernel.forward(x1, x2)
+
+    def log_prior(self) -> torch.Tensor:
+        total = self.noise_prior.log_prob(self.noise - MIN_NOISE)
+        for _, module, prior, closure, _ in self.named_priors():
+            total = total + prior.log_prob(closure(module)).sum()
+        return total
+
+
+@dataclass
+class TrainingData:
+    """Standardized observations of every task.
+
+    Attributes:
+        x: Normalized inputs, shape ``(n, d)``.
+        task: Task index of each row, shape ``(n,)``.
+        y: Standardized values (lower is better), shape ``(n,)``.
+        n_tasks: Number of tasks; the target is task ``n_tasks - 1``.
+    """
+
+    x: np.ndarray
+    task: np.ndarray
+    y: np.ndarray
+    n_tasks: int
+
+
+def _cholesky_with_jitter(matrix: torch.Tensor) -> torch.Tensor:
+    eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+    for jitter in _JITTERS:
+        factor, info = torch.linalg.cholesky_ex(matrix + jitter * eye)
+        if int(info) == 0 and bool(torch.isfinite(factor).all()):
+            return factor
+    raise ModelFitError("The kernel matrix is not positive definite even with jitter 1e-2.")
+
+
+class ICMGaussianProcess:
+    """A fitted ICM GP conditioned on data; exposes the posterior of any task.
+
+    Args:
+        module: Fitted hyperparameters.
+        x: Inputs ``(n, d)`` as a tensor.
+        task: Task indices ``(n,)`` as a long tensor.
+        y: Standardized values ``(n,)`` as a tensor.
+    """
+
+    def __init__(
+        self, module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor, y: torch.Tensor
+    ) -> None:
+        self.module = module
+        self.x, self.task, self.y = x, task, y
+        with torch.no_grad():
+            self._task_cov = module.task_covariance()  # (T, T)
+            self._cholesky = _cholesky_with_jitter(_covariance(module, x, task))  # (n, n)
+            self._alpha = torch.cholesky_solve(y[:, None], self._cholesky)[:, 0]  # (n,)
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self._task_cov.shape[0])
+
+    def posterior(self, x: torch.Tensor, task_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and variance of the latent function of one task.
+
+        Args:
+            x: Points of shape ``(m, d)``; gradients flow through.
+            task_index: Which task.
+
+        Returns:
+            Mean and variance, each of shape ``(m,)``, in standardized units (lower is better).
+        """
+        cross = self.module.input_covariance(x, self.x)  # (m, n)
+        cross = cross * self._task_cov[task_index][self.task]  # (m, n)
+        mean = cross @ self._alpha  # (m,)
+        v = torch.linalg.solve_triangular(self._cholesky, cross.T, upper=False)  # (n, m)
+        prior_var = self._task_cov[task_index, task_index]
+        variance = torch.clamp(prior_var - (v * v).sum(dim=0), min=1e-12)  # (m,)
+        return mean, variance
+
+    def task_correlations(self) -> np.ndarray:
+        """Correlation of each task with the target (the last task), shape ``(T,)``."""
+        cov = self._task_cov.detach().cpu().numpy()
+        std = np.sqrt(np.diag(cov))
+        return cov[-1] / (std[-1] * std)
+
+    def condition_on(self, x: torch.Tensor, task_index: int) -> ICMGaussianProcess:
+        """Adds pseudo-observations at their posterior mean (the Kriging believer).
+
+        Args:
+            x: Pending points of shape ``(p, d)``.
+            task_index: Their task.
+        """
+        with torch.no_grad():
+            mean, _ = self.posterior(x, task_index)
+        task = torch.full((len(x),), task_index, dtype=torch.long, device=x.device)
+        return ICMGaussianProcess(
+            self.module,
+            torch.cat([self.x, x]),
+            torch.cat([self.task, task]),
+            torch.cat([self.y, mean]),
+        )
+
+
+def _covariance(
+    module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor
+) -> torch.Tensor:
+    """Training covariance with noise, shape ``(n, n)``."""
+    covariance = module.input_covariance(x, x) * module.task_covariance()[task][:, task]
+    return covariance + module.noise * torch.eye(len(x), dtype=x.dtype, device=x.device)
+
+
+def negative_log_posterior(
+    module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """``-(log marginal likelihood + log prior) / n`` of the data under the module.
+
+    The value is exact. Its gradient is routed through ``dL/dK = (alpha alpha^T - K^-1) / 2``,
+    so autograd only differentiates the cheap elementwise kernel construction rather than the
+    Cholesky factorization.
+    """
+    n = len(y)
+    covariance = _covariance(module, x, task)  # (n, n), part of the graph
+    with torch.no_grad():
+        cholesky = _cholesky_with_jitter(covariance)
+        alpha = torch.cholesky_solve(y[:, None], cholesky)[:, 0]  # (n,)
+        log_likelihood = (
+            -0.5 * (y * alpha).sum()
+            - torch.log(torch.diagonal(cholesky)).sum()
+            - 0.5 * n * math.log(2 * math.pi)
+        )
+        grad_covariance = 0.5 * (torch.outer(alpha, alpha) - torch.cholesky_inverse(cholesky))
+    surrogate = (covariance * grad_covariance).sum()  # d(surrogate)/dK == d(log_likelihood)/dK
+    value = log_likelihood + surrogate - surrogate.detach()
+    return -(value + module.log_prior()) / n
+
+
+def _flat_parameters(module: ICMKernelModule) -> np.ndarray:
+    return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).cpu().numpy()
+
+
+def _assign_parameters(module: ICMKernelModule, flat: np.ndarray) -> None:
+    offset = 0
+    with torch.no_grad():
+        for p in module.parameters():
+            size = p.numel()
+            chunk = torch.from_numpy(flat[offset : offset + size]).reshape(p.shape)
+            p.copy_(chunk.to(p))
+            offset += size
+
+
+def _optimize_hyperparameters(
+    module: ICMKernelModule,
+    x: torch.Tensor,
+    task: torch.Tensor,
+    y: torch.Tensor,
+    max_iter: int,
+) -> None:
+    def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        _assign_parameters(module, flat)
+        module.zero_grad()
+        loss = negative_log_posterior(module, x, task, y)
+        loss.backward()
+        grad = torch.cat([
+            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+            for p in module.parameters()
+        ])
+        return float(loss.detach()), grad.cpu().numpy().astype(np.float64)
+
+    result = scipy.optimize.minimize(
+        loss_and_grad,
+        _flat_parameters(module),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iter, "ftol": 1e-6},
+    )
+    if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
+        raise ModelFitError(f"Hyperparameter optimization diverged: {result.message}")
+    _assign_parameters(module, result.x)
+
+
+def fit_icm_gp(
+    data: TrainingData,
+    rank: int,
+    previous_state: Mapping[str, Any] | None = None,
+    fit_subset: np.ndarray | None = None,
+    max_iter: int = 100,
+    device: str = "cpu",
+) -> tuple[ICMGaussianProcess, dict[str, Any]]:
+    """Fits the hyperparameters and conditions the GP on all of ``data``.
+
+    Args:
+        data: Training data of all tasks.
+        rank: Rank of the task covariance factor.
+        previous_state: A state dict of an earlier fit of the same shape to start from.
+        fit_subset: Row indices used for fitting hyperparameters (all rows if None); the
+            returned GP is conditioned on every row.
+        max_iter: L-BFGS-B iterations.
+        device: Torch device of the tensors.
+
+    Returns:
+        The conditioned GP and the state dict to warm-start the next fit.
+    """
+    dim = data.x.shape[1]
+    x = torch.as_tensor(data.x, dtype=torch.float64, device=device)  # (n, d)
+    task = torch.as_tensor(data.task, dtype=torch.long, device=device)  # (n,)
+    y = torch.as_tensor(data.y, dtype=torch.float64, device=device)  # (n,)
+    rows = slice(None) if fit_subset is None else torch.as_tensor(fit_subset, device=device)
+    starts: list[Mapping[str, Any] | None] = [previous_state, None]
+    last_error: Exception | None = None
+    for state in starts if previous_state is not None else [None]:
+        module = ICMKernelModule(dim, data.n_tasks, rank).to(device=device, dtype=torch.float64)
+        if state is not None:
+            module.load_state_dict(state)
+        try:
+            _optimize_hyperparameters(module, x[rows], task[rows], y[rows], max_iter)
+            return ICMGaussianProcess(module, x, task, y), module.state_dict()
+        except (ModelFitError, RuntimeError, ValueError) as error:
+            _logger.warning("GP fit failed (%s); retrying from default hyperparameters.", error)
+            last_error = error
+    raise ModelFitError(f"GP fit failed: {last_error}")
+
+
+def compatible_state(
+    state: Mapping[str, Any] | None, dim: int, n_tasks: int, rank: int
+) -> Mapping[str, Any] | None:
+    """Returns ``state`` if it has the given shape, else None, so warm starts never break."""
+    if state is None:
+        return None
+    reference = ICMKernelModule(dim, n_tasks, rank).state_dict()
+    if reference.keys() != state.keys():
+        return None
+    if any(reference[k].shape != state[k].shape for k in reference):
+        return None
+    return state

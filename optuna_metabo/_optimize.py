@@ -1,0 +1,130 @@
+"""Maximizing an acquisition function over the unit cube of a mixed search space.
+
+Multi-start: a scrambled Sobol design plus caller-given starts (the best prior and target
+configurations) are scored, the best few are refined jointly with L-BFGS-B on the continuous
+columns, then each discrete parameter (integer, stepped or categorical) is improved by exhaustive
+search over its options, coordinate by coordinate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.optimize
+import torch
+
+from optuna_metabo._search_space import SearchSpace
+
+
+AcquisitionFunction = Callable[[torch.Tensor], torch.Tensor]
+
+
+def evaluate(acqf: AcquisitionFunction, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Acquisition values of rows ``x`` ``(n, d)`` without gradients: ``(n,)``."""
+    values = []
+    with torch.no_grad():
+        for start in range(0, len(x), chunk):
+            batch = torch.from_numpy(x[start : start + chunk])
+            values.append(acqf(batch).cpu().numpy())
+    result = np.concatenate(values) if values else np.zeros(0)
+    return np.where(np.isfinite(result), result, -np.inf)
+
+
+def _refine_continuous(
+    acqf: AcquisitionFunction, x: np.ndarray, columns: np.ndarray, max_iter: int
+) -> np.ndarray:
+    """Jointly runs L-BFGS-B from every row of ``x`` ``(k, d)`` over ``columns``."""
+    if len(columns) == 0:
+        return x
+    fixed = torch.from_numpy(x.copy())
+
+    def negative_sum(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        moving = torch.from_numpy(flat.reshape(len(x), len(columns))).requires_grad_(True)
+        full = fixed.clone()
+        full[:, columns] = moving
+        values = acqf(full)  # (k,)
+        total = -torch.where(torch.isfinite(values), values, torch.zeros_like(values)).sum()
+        total.backward()
+        assert moving.grad is not None
+        return float(total), moving.grad.numpy().reshape(-1).copy()
+
+    start = x[:, columns].reshape(-1)
+    try:
+        result = scipy.optimize.minimize(
+            negative_sum,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, 1.0)] * len(start),
+            options={"maxiter": max_iter},
+        )
+        refined = np.clip(result.x, 0.0, 1.0)
+    except (RuntimeError, ValueError, FloatingPointError):
+        return x  # The caller keeps the unrefined starts; they are already valid points.
+    out = x.copy()
+    out[:, columns] = refined.reshape(len(x), len(columns))
+    return out
+
+
+def _search_discrete(
+    acqf: AcquisitionFunction, x: np.ndarray, space: SearchSpace, sweeps: int = 2
+) -> np.ndarray:
+    """Coordinate-wise exhaustive search over each discrete parameter, for each row."""
+    x = x.copy()
+    for _ in range(sweeps):
+        for columns, options in space.discrete_choices():
+            for i in range(len(x)):
+                trial = np.repeat(x[i : i + 1], len(options), axis=0)
+                trial[:, columns] = options
+                x[i] = trial[int(np.argmax(evaluate(acqf, trial)))]
+    return x
+
+
+def _top_distinct(x: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    order = np.argsort(-values, kind="stable")
+    chosen: list[int] = []
+    for i in order:
+        if all(not np.allclose(x[i], x[j]) for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) == k:
+            break
+    return x[chosen]
+
+
+def optimize_acquisition(
+    acqf: AcquisitionFunction,
+    space: SearchSpace,
+    starts: np.ndarray,
+    rng: np.random.RandomState,
+    n_sobol: int = 512,
+    n_local: int = 5,
+    max_iter: int = 50,
+) -> tuple[np.ndarray, float]:
+    """Returns the best point found, shape ``(d,)``, and its acquisition value.
+
+    Args:
+        acqf: Maps ``(m, d)`` tensors to ``(m,)`` values to maximize.
+        space: The search space, for its continuous columns and discrete options.
+        starts: Extra starting rows ``(k, d)``, already feasible.
+        rng: Random source for the Sobol design.
+        n_sobol: Size of the Sobol design.
+        n_local: Number of local refinements.
+        max_iter: L-BFGS-B iterations per refinement.
+    """
+    candidates = np.concatenate([space.sample_uniform(n_sobol, rng), starts.reshape(-1, space.dim)])
+    values = evaluate(acqf, candidates)
+    local = _top_distinct(candidates, values, n_local)
+    local = _refine_continuous(acqf, local, space.continuous_columns, max_iter)
+    local = _search_discrete(acqf, space.snap(local), space)
+    pool = np.concatenate([local, candidates])
+    pool_values = np.concatenate([evaluate(acqf, local), values])
+    best = int(np.argmax(pool_values))
+    return pool[best], float(pool_values[best])
+
+
+def best_candidate(acqf: AcquisitionFunction, candidates: np.ndarray) -> tuple[np.ndarray, float]:
+    """The best row of a finite candidate set ``(n, d)`` and its acquisition value."""
+    values = evaluate(acqf, candidates)
+    best = int(np.argmax(values))
+    return candidates[best], float(values[best])

@@ -1,0 +1,329 @@
+"""Reading prior studies and matching their trials to the target search space.
+
+Prior studies are only ever read: this module calls no storage method that writes, and it
+refuses to open an SQLite or journal file that does not exist (opening would create it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+import fnmatch
+import logging
+import math
+import os
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.distributions import CategoricalDistribution
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from optuna_metabo._search_space import SearchSpace
+
+
+_logger = logging.getLogger(__name__)
+
+PriorSpec = str | optuna.Study
+
+
+class PriorStudyError(ValueError):
+    """Raised for prior studies or storages that cannot be used, with a message for users."""
+
+
+@dataclass
+class PriorTask:
+    """The completed trials of one prior study, in the sampler's minimization convention.
+
+    Attributes:
+        name: The study name.
+        params: One parameter dictionary per usable trial.
+        values: Objective values, sign-flipped so that lower is better, shape ``(n,)``.
+        n_total: Number of trials in the study, of any state.
+        distributions: Union of the distributions its trials used, by parameter name.
+    """
+
+    name: str
+    params: list[dict[str, Any]]
+    values: np.ndarray
+    n_total: int
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+
+
+@dataclass
+class SkippedPrior:
+    """A prior study that was not used and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class EncodedPrior:
+    """A prior task matched to the target space.
+
+    Attributes:
+        name: The study name.
+        x: Normalized inputs, shape ``(n, dim)``.
+        y: Objective values (lower is better), shape ``(n,)``.
+        n_available: Usable trials before subsampling.
+        n_total: All trials in the study.
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    n_available: int
+    n_total: int
+
+
+def open_storage(storage: str | BaseStorage) -> BaseStorage:
+    """Opens a prior storage for reading, with a clear error when that is impossible.
+
+    Args:
+        storage: A storage URL (``sqlite:///``, ``postgresql://``, ``mysql+pymysql://``), a path
+            to a journal file (``*.log``, ``*.journal``, or ``journal:///path``), or a storage.
+    """
+    if isinstance(storage, BaseStorage):
+        return storage
+    if not isinstance(storage, str):
+        raise TypeError(f"prior_storage must be a URL or an Optuna storage, not {storage!r}.")
+    if storage.startswith("sqlite:///"):
+        path = storage[len("sqlite:///") :].split("?")[0]
+        if path not in ("", ":memory:") and not os.path.exists(path):
+            raise PriorStudyError(f"Prior storage {storage!r}: the file {path!r} does not exist.")
+    journal_path = _journal_path(storage)
+    if journal_path is not None:
+        return _open_journal(journal_path)
+    try:
+        return optuna.storages.RDBStorage(storage, skip_table_creation=True)
+    except Exception as error:  # Any driver error becomes a message that names the URL.
+        raise PriorStudyError(
+            f"Cannot open prior storage {_redact(storage)!r}: {type(error).__name__}: {error}"
+        ) from error
+
+
+def _journal_path(storage: str) -> str | None:
+    if storage.startswith("journal:///"):
+        return storage[len("journal:///") - 1 :]
+    if "://" not in storage and storage.endswith((".log", ".journal", ".jsonl")):
+        return storage
+    return None
+
+
+def _open_journal(path: str) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalStorage
+
+    if not os.path.exists(path):
+        raise PriorStudyError(f"Prior journal file {path!r} does not exist.")
+    return JournalStorage(JournalFileBackend(path))
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def resolve_study_names(storage: BaseStorage, patterns: Sequence[str] | None) -> list[str]:
+    """Expands names and glob patterns against the studies in a storage.
+
+    Args:
+        storage: The prior storage.
+        patterns: Study names or glob patterns; None means every study.
+
+    Raises:
+        PriorStudyError: If a name or pattern matches nothing. The message lists what exists.
+    """
+    try:
+        available = [s.study_name for s in storage.get_all_studies()]
+    except Exception as error:
+        raise PriorStudyError(f"Cannot list the studies of the prior storage: {error}") from error
+    if patterns is None:
+        return sorted(available)
+    names: list[str] = []
+    for pattern in patterns:
+        matches = sorted(fnmatch.filter(available, pattern))
+        if not matches:
+            listing = ", ".join(sorted(available)) or "(none)"
+            raise PriorStudyError(
+                f"No prior study matches {pattern!r}. Studies in the prior storage: {listing}."
+            )
+        names.extend(m for m in matches if m not in names)
+    return names
+
+
+class PriorLoader:
+    """Loads prior studies once and reloads a study only when it gained trials.
+
+    Args:
+        prior_studies: Study objects, names or glob patterns; None means all studies in
+            ``prior_storage``.
+        prior_storage: Where named studies live.
+    """
+
+    def __init__(
+        self,
+        prior_studies: Sequence[PriorSpec] | None,
+        prior_storage: str | BaseStorage | None,
+    ) -> None:
+        if isinstance(prior_studies, (str, optuna.Study)):
+            prior_studies = [prior_studies]
+        self._specs = list(prior_studies) if prior_studies is not None else None
+        self._storage_spec = prior_storage
+        if prior_storage is None and any(isinstance(s, str) for s in self._specs or []):
+            raise PriorStudyError("Prior studies given by name need prior_storage=URL.")
+        self._storage: BaseStorage | None = None
+        self._cache: dict[str, tuple[int, PriorTask | SkippedPrior]] = {}
+
+    @property
+    def has_priors(self) -> bool:
+        return self._specs is None and self._storage_spec is not None or bool(self._specs)
+
+    def load(self, target_name: str | None) -> tuple[list[PriorTask], list[SkippedPrior]]:
+        """Returns the usable prior tasks and the skipped ones, excluding the target study.
+
+        Args:
+            target_name: Name of the target study; a prior of that name in the same storage is
+                the target itself and is skipped.
+        """
+        tasks: list[PriorTask] = []
+        skipped: list[SkippedPrior] = []
+        for storage, study_id, name in self._study_handles():
+            if name == target_name:
+                skipped.append(SkippedPrior(name, "it is the target study itself"))
+                continue
+            result = self._load_cached(storage, study_id, name)
+            (tasks if isinstance(result, PriorTask) else skipped).append(result)  # type: ignore[arg-type]
+        return tasks, skipped
+
+    def _study_handles(self) -> list[tuple[BaseStorage, int, str]]:
+        handles = []
+        string_specs = [s for s in self._specs or [] if isinstance(s, str)]
+        if self._storage_spec is not None and (self._specs is None or string_specs):
+            if self._storage is None:
+                self._storage = open_storage(self._storage_spec)
+            names = resolve_study_names(self._storage, string_specs if self._specs else None)
+            for name in names:
+                handles.append((self._storage, self._storage.get_study_id_from_name(name), name))
+        for spec in self._specs or []:
+            if isinstance(spec, optuna.Study):
+                handles.append((spec._storage, spec._study_id, spec.study_name))
+        return handles
+
+    def _load_cached(
+        self, storage: BaseStorage, study_id: int, name: str
+    ) -> PriorTask | SkippedPrior:
+        n_trials = storage.get_n_trials(study_id)
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] == n_trials:
+            return cached[1]
+        result = _read_study(storage, study_id, name, n_trials)
+        if isinstance(result, SkippedPrior):
+            _logger.warning("Skipping prior study %r: %s.", name, result.reason)
+        self._cache[name] = (n_trials, result)
+        return result
+
+
+def _read_study(
+    storage: BaseStorage, study_id: int, name: str, n_trials: int
+) -> PriorTask | SkippedPrior:
+    directions = storage.get_study_directions(study_id)
+    if len(directions) != 1:
+        return SkippedPrior(name, f"it is multi-objective ({len(directions)} objectives)")
+    sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
+    trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    params, values = [], []
+    distributions: dict[str, BaseDistribution] = {}
+    for trial in trials:
+        value = trial.values[0] if trial.values else math.nan
+        if not math.isfinite(value):
+            continue
+        params.append(trial.params)
+        values.append(sign * value)
+        distributions.update(trial.distributions)
+    if not values:
+        return SkippedPrior(name, "it has no completed trial with a finite value")
+    return PriorTask(name, params, np.asarray(values), n_trials, distributions)
+
+
+def incompatibility(task: PriorTask, space: SearchSpace) -> str | None:
+    """Why a prior task cannot inform the target space, or None if it can.
+
+    Parameters are matched by name and distribution kind; bounds, log flags and steps may
+    differ, since values are re-normalized in the target space.
+    """
+    missing = [name for name in space.distributions if name not in task.distributions]
+    if missing:
+        return f"it lacks the target parameter(s) {', '.join(missing)}"
+    for name, target_dist in space.distributions.items():
+        prior_dist = task.distributions[name]
+        target_is_cat = isinstance(target_dist, CategoricalDistribution)
+        if target_is_cat != isinstance(prior_dist, CategoricalDistribution):
+            kind = "categorical" if target_is_cat else "numerical"
+            return f"parameter {name!r} is {kind} in the target but not in this prior"
+    return None
+
+
+def encode_task(
+    task: PriorTask,
+    space: SearchSpace,
+    max_trials: int,
+    rng: np.random.RandomState,
+) -> EncodedPrior | SkippedPrior:
+    """Encodes a prior task in the target space, subsampling to at most ``max_trials``.
+
+    Trials whose values fall outside the target space (see ``SearchSpace.encode``) are
+    dropped. Duplicate configurations are averaged into one point.
+
+    Args:
+        task: The prior task.
+        space: The target search space.
+        max_trials: Cap on the points kept; half go to the best trials, half are spread.
+        rng: Source of randomness for the spread half.
+    """
+    reason = incompatibility(task, space)
+    if reason is not None:
+        return SkippedPrior(task.name, reason)
+    rows, values = [], []
+    for params, value in zip(task.params, task.values):
+        row = space.encode(params)
+        if row is not None:
+            rows.append(row)
+            values.append(value)
+    if not rows:
+        return SkippedPrior(task.name, "none of its trials lies inside the target search space")
+    x, y = _merge_duplicates(np.array(rows), np.array(values))
+    n_available = len(y)
+    keep = subsample_indices(y, max_trials, rng)
+    return EncodedPrior(task.name, x[keep], y[keep], n_available, task.n_total)
+
+
+def _merge_duplicates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    unique_x, inverse = np.unique(np.round(x, 9), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    sums = np.bincount(inverse, weights=y, minlength=len(unique_x))
+    counts = np.bincount(inverse, minlength=len(unique_x))
+    return unique_x, sums / counts
+
+
+def subsample_indices(y: np.ndarray, max_points: int, rng: np.random.RandomState) -> np.ndarray:
+    """Indices of at most ``max_points`` entries: the best half, then a random spread.
+
+    Args:
+        y: Values, lower is better, shape ``(n,)``.
+        max_points: The cap.
+        rng: Random source for the spread.
+    """
+    order = np.argsort(y, kind="stable")
+    if len(y) <= max_points:
+        return order
+    n_best = max_points // 2
+    rest = rng.choice(order[n_best:], size=max_points - n_best, replace=False)
+    return np.concatenate([order[:n_best], np.sort(rest)])

@@ -1,0 +1,263 @@
+"""The numeric core: from normalized arrays of priors and target to the next point.
+
+It knows nothing about Optuna studies. Data flows one way: per-task output transform -> ICM GP
+fit -> acquisition function -> optimizer -> a normalized point with its predictions.
+
+Phases, by the number ``n`` of completed target trials:
+
+- ``n == 0`` (prior design): the best configurations of the prior tasks are ranked by the GP's
+  mean averaged over all prior tasks, and the best is tried first.
+- ``0 < n < n_prior_design_trials``: the same candidates are ranked by log expected improvement
+  on the target, which now knows how the target relates to each prior.
+- afterwards: log expected improvement on the target, maximized over the whole space with
+  starts at the best prior and target configurations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from optuna_metabo._acquisition import LogExpectedImprovement
+from optuna_metabo._acquisition import NegativeMeanAcrossTasks
+from optuna_metabo._model import compatible_state
+from optuna_metabo._model import fit_icm_gp
+from optuna_metabo._model import ICMGaussianProcess
+from optuna_metabo._model import TrainingData
+from optuna_metabo._optimize import best_candidate
+from optuna_metabo._optimize import optimize_acquisition
+from optuna_metabo._priors import EncodedPrior
+from optuna_metabo._priors import subsample_indices
+from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._standardize import affine_back
+from optuna_metabo._standardize import transform_task_values
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Knobs of the numeric core; see ``MetaBOSampler`` for their meaning."""
+
+    rank: int = 1
+    output_transform: str = "standardize"
+    max_fit_points: int = 300
+    n_prior_design_trials: int = 3
+    n_candidates_per_prior: int = 3
+    n_sobol: int = 512
+    n_local_search: int = 5
+    device: str = "cpu"
+
+
+@dataclass
+class Proposal:
+    """The next point and why it was chosen.
+
+    Attributes:
+        x: Normalized point ``(d,)``.
+        mean: Predicted target value in raw units, lower is better.
+        std: Predicted standard deviation in raw units.
+        acquisition: Acquisition value at ``x``.
+        source: ``"prior_design"`` or ``"model"``.
+        similarity: Learned correlation of each prior task with the target, by name.
+    """
+
+    x: np.ndarray
+    mean: float
+    std: float
+    acquisition: float
+    source: str
+    similarity: dict[str, float] = field(default_factory=dict)
+
+
+def _training_data(
+    priors: list[EncodedPrior], target_x: np.ndarray, target_y: np.ndarray, transform: str
+) -> TrainingData:
+    xs = [p.x for p in priors] + [target_x]
+    ys = [transform_task_values(p.y, transform) for p in priors]
+    ys.append(transform_task_values(target_y, transform))
+    tasks = [np.full(len(x), i) for i, x in enumerate(xs)]
+    return TrainingData(
+        x=np.concatenate(xs), task=np.concatenate(tasks), y=np.concatenate(ys), n_tasks=len(xs)
+    )
+
+
+def _fit_subset(data: TrainingData, max_points: int, rng: np.random.RandomState) -> np.ndarray:
+    """All target rows plus an even share of each prior task's rows, best-first."""
+    target = data.n_tasks - 1
+    n_prior_tasks = max(target, 1)
+    per_task = max(4, (max_points - int((data.task == target).sum())) // n_prior_tasks)
+    rows = []
+    for t in range(data.n_tasks):
+        idx = np.flatnonzero(data.task == t)
+        keep = idx if t == target else idx[subsample_indices(data.y[idx], per_task, rng)]
+        rows.append(np.sort(keep))
+    return np.concatenate(rows)
+
+
+def _prior_candidates(priors: list[EncodedPrior], per_task: int, space: SearchSpace) -> np.ndarray:
+    """The ``per_task`` best configurations of each prior, clipped and snapped: ``(k, d)``."""
+    rows = [p.x[np.argsort(p.y, kind="stable")[:per_task]] for p in priors]
+    if not rows:
+        return np.zeros((0, space.dim))
+    return np.unique(space.snap(np.clip(np.concatenate(rows), 0.0, 1.0)), axis=0)
+
+
+def _exclude(candidates: np.ndarray, taken: np.ndarray) -> np.ndarray:
+    if len(taken) == 0 or len(candidates) == 0:
+        return candidates
+    distance = np.abs(candidates[:, None, :] - taken[None, :, :]).max(axis=2)  # (k, t)
+    return candidates[distance.min(axis=1) > 1e-9]
+
+
+@contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Runs torch on one intra-op thread, as Optuna's GPSampler does: the matrices here are
+    small, and BLAS and OpenMP thread pools otherwise fight over the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class ProposalEngine:
+    """Fits the GP and proposes points, keeping the last fit to warm-start the next.
+
+    Args:
+        settings: Knobs of the numeric core.
+    """
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self._state: Mapping[str, Any] | None = None
+
+    def fit(
+        self,
+        priors: list[EncodedPrior],
+        target_x: np.ndarray,
+        target_y: np.ndarray,
+        rng: np.random.RandomState,
+    ) -> tuple[ICMGaussianProcess, TrainingData]:
+        """Fits the ICM GP on priors (tasks ``0..P-1``) and the target (task ``P``).
+
+        Args:
+            priors: Encoded prior tasks.
+            target_x: Target inputs ``(n, d)``.
+            target_y: Target values ``(n,)``, lower is better.
+            rng: Random source for the fit subset.
+        """
+        s = self.settings
+        data = _training_data(priors, target_x, target_y, s.output_transform)
+        state = compatible_state(self._state, data.x.shape[1], data.n_tasks, s.rank)
+        subset = _fit_subset(data, s.max_fit_points, rng)
+        max_iter = 50 if state is not None else 200
+        model, self._state = fit_icm_gp(
+            data, s.rank, state, subset, max_iter=max_iter, device=s.device
+        )
+        return model, data
+
+    def propose(
+        self,
+        space: SearchSpace,
+        priors: list[EncodedPrior],
+        target_x: np.ndarray,
+        target_y: np.ndarray,
+        pending_x: np.ndarray,
+        rng: np.random.RandomState,
+    ) -> Proposal:
+        """Chooses the next target point.
+
+        Args:
+            space: The target search space.
+            priors: Encoded prior tasks, possibly empty.
+            target_x: Completed target inputs ``(n, d)``.
+            target_y: Their values ``(n,)``, lower is better.
+            pending_x: Inputs of running target trials ``(p, d)``.
+            rng: Random source.
+        """
+        with _single_torch_thread():
+            return self._propose(space, priors, target_x, target_y, pending_x, rng)
+
+    def _propose(
+        self,
+        space: SearchSpace,
+        priors: list[EncodedPrior],
+        target_x: np.ndarray,
+        target_y: np.ndarray,
+        pending_x: np.ndarray,
+        rng: np.random.RandomState,
+    ) -> Proposal:
+        model, data = self.fit(priors, target_x, target_y, rng)
+        target = data.n_tasks - 1
+        if len(pending_x):
+            model = model.condition_on(torch.as_tensor(pending_x, device=self.settings.device), target)
+        x, acquisition, source = self._choose(space, model, data, priors, pending_x, rng)
+        return self._describe(model, data, priors, target_y, x, acquisition, source)
+
+    def _choose(
+        self,
+        space: SearchSpace,
+        model: ICMGaussianProcess,
+        data: TrainingData,
+        priors: list[EncodedPrior],
+        pending_x: np.ndarray,
+        rng: np.random.RandomState,
+    ) -> tuple[np.ndarray, float, str]:
+        s = self.settings
+        target = data.n_tasks - 1
+        target_x = data.x[data.task == target]
+        taken = np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
+        candidates = _exclude(_prior_candidates(priors, s.n_candidates_per_prior, space), taken)
+        n_target = len(target_x)
+        if priors and n_target == 0 and len(candidates):
+            acqf_mean = NegativeMeanAcrossTasks(model, list(range(target)))
+            x, value = best_candidate(acqf_mean, candidates)
+            return x, value, "prior_design"
+        target_y = data.y[data.task == target]
+        best = float(target_y.min()) if n_target else 0.0
+        acqf = LogExpectedImprovement(model, target, best)
+        if priors and n_target < s.n_prior_design_trials and len(candidates):
+            x, value = best_candidate(acqf, candidates)
+            return x, value, "prior_design"
+        starts = np.concatenate([candidates, target_x[np.argsort(target_y)[:3]]])
+        x, value = optimize_acquisition(
+            acqf, space, starts, rng, n_sobol=s.n_sobol, n_local=s.n_local_search
+        )
+        return x, value, "model"
+
+    def _describe(
+        self,
+        model: ICMGaussianProcess,
+        data: TrainingData,
+        priors: list[EncodedPrior],
+        target_y: np.ndarray,
+        x: np.ndarray,
+        acquisition: float,
+        source: str,
+    ) -> Proposal:
+        target = data.n_tasks - 1
+        with torch.no_grad():
+            point = torch.as_tensor(x[None, :], device=self.settings.device)
+            mean, variance = model.posterior(point, target)
+        raw = target_y if len(target_y) >= 2 else np.concatenate([p.y for p in priors] or [target_y])
+        standardized = data.y[data.task == target] if len(target_y) >= 2 else (
+            data.y[data.task != target]
+        )
+        offset, scale = affine_back(standardized, raw)
+        correlations = model.task_correlations()
+        return Proposal(
+            x=x,
+            mean=offset + scale * float(mean[0]),
+            std=abs(scale) * math.sqrt(float(variance[0])),
+            acquisition=acquisition,
+            source=source,
+            similarity={p.name: float(correlations[i]) for i, p in enumerate(priors)},
+        )

@@ -1,0 +1,375 @@
+"""``MetaBOSampler``: the only module that touches ``Study`` and ``FrozenTrial``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import json
+import logging
+import math
+from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.samplers import RandomSampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from optuna_metabo._priors import encode_task
+from optuna_metabo._priors import EncodedPrior
+from optuna_metabo._priors import PriorLoader
+from optuna_metabo._priors import PriorSpec
+from optuna_metabo._priors import PriorTask
+from optuna_metabo._priors import SkippedPrior
+from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._standardize import TRANSFORMS
+
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+
+    from optuna_metabo._proposal import Proposal
+    from optuna_metabo._proposal import ProposalEngine
+
+
+_logger = logging.getLogger(__name__)
+
+USER_ATTR_PREDICTED_MEAN = "metabo:predicted_mean"
+USER_ATTR_PREDICTED_STD = "metabo:predicted_std"
+USER_ATTR_ACQUISITION = "metabo:acquisition_value"
+USER_ATTR_SOURCE = "metabo:source"
+_RELATIVE_PARAMS_KEY = "metabo:relative_params"
+_NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError)
+
+
+class MetaBOSampler(BaseSampler):
+    """Bayesian optimization that transfers knowledge from earlier ("prior") Optuna studies.
+
+    A multi-task Gaussian process (ICM kernel: Matérn-5/2 ARD x task ``IndexKernel``) is fitted
+    jointly on the prior studies and the target study, each standardized on its own, and the
+    next trial maximizes log expected improvement on the target. With priors, the very first
+    trial already comes from them; without priors it is a plain GP sampler.
+
+    Args:
+        prior_studies:
+            ``optuna.Study`` objects, study names or glob patterns (``"bert-*"``) resolved in
+            ``prior_storage``. ``None`` with a ``prior_storage`` uses every study there except
+            the target. Prior studies are only read.
+        prior_storage:
+            A storage URL (``sqlite:///...``, ``postgresql://...``, ``mysql+pymysql://...``), a
+            journal file path (``*.log``) or an Optuna storage object.
+        seed:
+            Seed for every random choice; the same seed gives the same suggestions.
+        independent_sampler:
+            Samples parameters outside the relative search space (conditional or dynamic ones)
+            and the startup trials when there are no priors. Defaults to ``RandomSampler(seed)``.
+        n_startup_trials:
+            Random trials before the GP is used, only when no prior is usable.
+        n_prior_design_trials:
+            Number of first target trials chosen among the best prior configurations.
+        rank:
+            Rank of the task covariance factor of the ICM kernel.
+        output_transform:
+            Per-task transform of objective values: ``"standardize"`` or ``"copula"``.
+        max_prior_trials:
+            Cap on prior points the GP is conditioned on, over all prior studies.
+        max_fit_points:
+            Cap on points used to fit the GP hyperparameters each trial.
+        device:
+            Torch device for the GP, ``"cpu"`` or ``"cuda"``.
+        warn_independent_sampling:
+            Log a warning when a parameter falls back to the independent sampler.
+    """
+
+    def __init__(
+        self,
+        prior_studies: Sequence[PriorSpec] | PriorSpec | None = None,
+        *,
+        prior_storage: str | BaseStorage | None = None,
+        seed: int | None = None,
+        independent_sampler: BaseSampler | None = None,
+        n_startup_trials: int = 5,
+        n_prior_design_trials: int = 3,
+        rank: int = 1,
+        output_transform: str = "standardize",
+        max_prior_trials: int = 500,
+        max_fit_points: int = 300,
+        device: str = "cpu",
+        warn_independent_sampling: bool = True,
+    ) -> None:
+        _validate_arguments(rank, output_transform, max_prior_trials, max_fit_points, device)
+        self._loader = PriorLoader(prior_studies, prior_storage)  # type: ignore[arg-type]
+        self._seed = seed
+        self._rng = np.random.RandomState(seed)
+        self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
+        self._n_startup_trials = n_startup_trials
+        self._max_prior_trials = max_prior_trials
+        self._engine_kwargs: dict[str, Any] = dict(
+            rank=rank,
+            output_transform=output_transform,
+            max_fit_points=max_fit_points,
+            n_prior_design_trials=n_prior_design_trials,
+            device=device,
+        )
+        self._engine: ProposalEngine | None = None
+        self._warn_independent_sampling = warn_independent_sampling
+        self._intersection = IntersectionSearchSpace()
+        self._summary: dict[str, Any] = {"used": [], "skipped": [], "task_similarity": {}}
+        self._summary_logged = False
+
+    # ----------------------------------------------------------------- BaseSampler interface
+    def reseed_rng(self) -> None:
+        self._rng.seed()
+        self._independent_sampler.reseed_rng()
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        _check_single_objective(study)
+        space = {
+            name: dist
+            for name, dist in self._intersection.calculate(study).items()
+            if not dist.single()
+        }
+        if space or _n_finished(study) > 0:
+            return space
+        return self._prior_search_space(study)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        _check_single_objective(study)
+        if not search_space:
+            return {}
+        space = SearchSpace(search_space)
+        completed, running = _target_trials(study, trial)
+        priors = self._encoded_priors(study, space)
+        if not priors and len(completed) < self._n_startup_trials:
+            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "startup"})
+            return {}
+        try:
+            proposal = self._propose(study, space, priors, completed, running)
+        except _NUMERICAL_ERRORS as error:
+            _logger.warning(
+                "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
+                "falling back to %s.",
+                trial.number, type(error).__name__, error, type(self._independent_sampler).__name__,
+            )
+            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "fallback"})
+            return {}
+        params = space.decode(proposal.x)
+        self._record(study, trial, proposal, params)
+        return params
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        _check_single_objective(study)
+        if self._warn_independent_sampling and _n_finished(study) > 0:
+            _logger.warning(
+                "Trial %d: parameter %r is outside the relative search space; it is sampled by "
+                "%s.", trial.number, param_name, type(self._independent_sampler).__name__,
+            )
+        if USER_ATTR_SOURCE not in trial.user_attrs:
+            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "independent"})
+        return self._independent_sampler.sample_independent(
+            study, trial, param_name, param_distribution
+        )
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._independent_sampler.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._independent_sampler.after_trial(study, trial, state, values)
+
+    # ------------------------------------------------------------------------ public extras
+    def prior_summary(self) -> dict[str, Any]:
+        """What the sampler used from the priors, as plain data.
+
+        Returns:
+            ``{"used": [{"study_name", "n_trials_used", "n_trials_usable", "n_trials_total"}],
+            "skipped": [{"study_name", "reason"}], "task_similarity": {study_name: corr}}``,
+            where ``corr`` in [-1, 1] is the learned correlation between a prior task and the
+            target (filled once the GP has been fitted).
+        """
+        return json.loads(json.dumps(self._summary))
+
+    # ---------------------------------------------------------------------------- internals
+    def _prior_search_space(self, study: Study) -> dict[str, BaseDistribution]:
+        """The search space shared by all usable priors, used before the target has trials."""
+        tasks, _ = self._load_priors(study)
+        if not tasks:
+            return {}
+        space = dict(tasks[0].distributions)
+        for task in tasks[1:]:
+            space = {
+                k: v for k, v in space.items()
+                if k in task.distributions and type(task.distributions[k]) is type(v)
+            }
+        return {k: v for k, v in space.items() if not v.single()}
+
+    def _load_priors(self, study: Study) -> tuple[list[PriorTask], list[SkippedPrior]]:
+        if not self._loader.has_priors:
+            return [], []
+        return self._loader.load(study.study_name)
+
+    def _encoded_priors(self, study: Study, space: SearchSpace) -> list[EncodedPrior]:
+        tasks, skipped = self._load_priors(study)
+        per_study = max(1, self._max_prior_trials // max(len(tasks), 1))
+        encoded: list[EncodedPrior] = []
+        skipped = list(skipped)
+        for task in tasks:
+            # Subsampling uses its own seeded stream so it is identical on every trial.
+            result = encode_task(task, space, per_study, np.random.RandomState(0))
+            if isinstance(result, SkippedPrior):
+                skipped.append(result)
+            else:
+                encoded.append(result)
+        self._update_summary(encoded, skipped)
+        return encoded
+
+    def _propose(
+        self,
+        study: Study,
+        space: SearchSpace,
+        priors: list[EncodedPrior],
+        completed: list[FrozenTrial],
+        running: list[FrozenTrial],
+    ) -> Proposal:
+        from optuna_metabo._proposal import EngineSettings
+        from optuna_metabo._proposal import ProposalEngine
+
+        if self._engine is None:
+            self._engine = ProposalEngine(EngineSettings(**self._engine_kwargs))
+        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
+        target_x, target_y = _encode_trials(space, completed, sign)
+        pending_x, _ = _encode_trials(space, running, sign, values=False)
+        proposal = self._engine.propose(space, priors, target_x, target_y, pending_x, self._rng)
+        self._summary["task_similarity"] = proposal.similarity
+        self._log_summary_once()
+        return proposal
+
+    def _record(
+        self, study: Study, trial: FrozenTrial, proposal: Proposal, params: dict[str, Any]
+    ) -> None:
+        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
+        attrs = {
+            USER_ATTR_PREDICTED_MEAN: sign * proposal.mean,
+            USER_ATTR_PREDICTED_STD: proposal.std,
+            USER_ATTR_ACQUISITION: proposal.acquisition,
+            USER_ATTR_SOURCE: proposal.source,
+        }
+        self._set_attrs(study, trial, {k: _json_safe(v) for k, v in attrs.items()})
+        study._storage.set_trial_system_attr(
+            trial._trial_id, _RELATIVE_PARAMS_KEY, json.dumps(params)
+        )
+
+    @staticmethod
+    def _set_attrs(study: Study, trial: FrozenTrial, attrs: dict[str, Any]) -> None:
+        for key, value in attrs.items():
+            study._storage.set_trial_user_attr(trial._trial_id, key, value)
+            trial.user_attrs[key] = value
+
+    def _update_summary(self, encoded: list[EncodedPrior], skipped: list[SkippedPrior]) -> None:
+        self._summary["used"] = [
+            {
+                "study_name": p.name,
+                "n_trials_used": int(len(p.y)),
+                "n_trials_usable": int(p.n_available),
+                "n_trials_total": int(p.n_total),
+            }
+            for p in encoded
+        ]
+        self._summary["skipped"] = [{"study_name": s.name, "reason": s.reason} for s in skipped]
+
+    def _log_summary_once(self) -> None:
+        if self._summary_logged:
+            return
+        self._summary_logged = True
+        used = ", ".join(f"{u['study_name']} ({u['n_trials_used']})" for u in self._summary["used"])
+        _logger.info(
+            "MetaBOSampler priors used: %s; skipped: %d.",
+            used or "none", len(self._summary["skipped"]),
+        )
+
+
+def _validate_arguments(
+    rank: int, output_transform: str, max_prior_trials: int, max_fit_points: int, device: str
+) -> None:
+    if rank < 1:
+        raise ValueError(f"rank must be at least 1, not {rank}.")
+    if output_transform not in TRANSFORMS:
+        raise ValueError(f"output_transform must be one of {TRANSFORMS}, not {output_transform!r}.")
+    if max_prior_trials < 1 or max_fit_points < 2:
+        raise ValueError("max_prior_trials must be >= 1 and max_fit_points >= 2.")
+    if not device.startswith(("cpu", "cuda", "mps")):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (optionally 'cuda:N'), not {device!r}.")
+
+
+def _check_single_objective(study: Study) -> None:
+    if len(study.directions) != 1:
+        raise ValueError(
+            "MetaBOSampler supports single-objective studies only; this study has "
+            f"{len(study.directions)} objectives. Use optuna.samplers.GPSampler or TPESampler "
+            "for multi-objective optimization."
+        )
+
+
+def _n_finished(study: Study) -> int:
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return len(study._get_trials(deepcopy=False, states=states, use_cache=True))
+
+
+def _target_trials(study: Study, trial: FrozenTrial) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    trials = study._get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING), use_cache=False
+    )
+    completed = [
+        t for t in trials
+        if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])
+    ]
+    running = [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number]
+    return completed, running
+
+
+def _params_of(trial: FrozenTrial) -> dict[str, Any]:
+    """Parameters of a trial, including those a sampler chose but the objective has not yet
+    suggested (stored as a system attribute so other workers see pending points)."""
+    params = dict(trial.params)
+    stored = trial.system_attrs.get(_RELATIVE_PARAMS_KEY)
+    if isinstance(stored, str) and not trial.state.is_finished():
+        params = {**json.loads(stored), **params}
+    return params
+
+
+def _encode_trials(
+    space: SearchSpace, trials: list[FrozenTrial], sign: float, values: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    rows, ys = [], []
+    for trial in trials:
+        row = space.encode(_params_of(trial))
+        if row is None:
+            continue
+        rows.append(np.clip(row, 0.0, 1.0))
+        ys.append(sign * trial.values[0] if values else math.nan)
+    return np.array(rows).reshape(len(rows), space.dim), np.array(ys)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

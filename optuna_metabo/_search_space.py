@@ -1,0 +1,225 @@
+"""Optuna distributions <-> points of the unit cube.
+
+Every numerical parameter becomes one column in [0, 1]: log parameters are normalized in log
+space, and integer or stepped parameters are widened by half a step on each side so that every
+grid value owns an equally wide slice of [0, 1]; decoding rounds back onto the grid. A
+categorical parameter becomes one one-hot column per choice. Values are matched by value, so a
+prior study whose choices are ordered differently still lines up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+import math
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+
+
+# A prior value may lie this far (in normalized units) outside the target's range and still be
+# used: it still tells the model about the trend near the boundary. Farther values are dropped.
+OUT_OF_RANGE_MARGIN = 0.25
+
+
+@dataclass(frozen=True)
+class _NumericalColumn:
+    name: str
+    distribution: FloatDistribution | IntDistribution
+    column: int
+
+    @property
+    def step(self) -> float | None:
+        step = self.distribution.step
+        if isinstance(self.distribution, IntDistribution) and not self.distribution.log:
+            return float(step if step is not None else 1)
+        return None if step is None else float(step)
+
+    @property
+    def is_log(self) -> bool:
+        return bool(self.distribution.log)
+
+    def _bounds(self) -> tuple[float, float]:
+        low, high = float(self.distribution.low), float(self.distribution.high)
+        if isinstance(self.distribution, IntDistribution) and self.is_log:
+            return math.log(low - 0.5), math.log(high + 0.5)
+        if self.is_log:
+            return math.log(low), math.log(high)
+        half = 0.5 * self.step if self.step is not None else 0.0
+        return low - half, high + half
+
+    def encode(self, value: float) -> float:
+        if self.is_log:
+            if value <= 0:
+                return math.nan
+            value = math.log(value)
+        low, high = self._bounds()
+        return 0.5 if high == low else (value - low) / (high - low)
+
+    def decode(self, x: float) -> int | float:
+        low, high = self._bounds()
+        raw = low + float(np.clip(x, 0.0, 1.0)) * (high - low)
+        if self.is_log:
+            raw = math.exp(raw)
+        return self._snap(raw)
+
+    def _snap(self, raw: float) -> int | float:
+        dist = self.distribution
+        if isinstance(dist, IntDistribution):
+            step = dist.step if not dist.log else 1
+            value = dist.low + round((raw - dist.low) / step) * step
+            return int(min(max(value, dist.low), dist.high))
+        if dist.step is not None:
+            n_steps = round((raw - dist.low) / dist.step)
+            value = dist.low + n_steps * dist.step
+            return float(min(max(value, dist.low), dist.high))
+        return float(min(max(raw, dist.low), dist.high))
+
+    def grid(self) -> np.ndarray | None:
+        """The normalized grid values of a discrete parameter, or None if continuous."""
+        dist = self.distribution
+        if isinstance(dist, FloatDistribution) and dist.step is None:
+            return None
+        if isinstance(dist, IntDistribution):
+            step = dist.step if not dist.log else 1
+            values = np.arange(dist.low, dist.high + 1, step, dtype=float)
+        else:
+            assert dist.step is not None
+            n = int(round((dist.high - dist.low) / dist.step))
+            values = dist.low + dist.step * np.arange(n + 1)
+        return np.array([self.encode(float(v)) for v in values])
+
+
+@dataclass(frozen=True)
+class _CategoricalColumns:
+    name: str
+    distribution: CategoricalDistribution
+    first_column: int
+
+    @property
+    def columns(self) -> slice:
+        return slice(self.first_column, self.first_column + len(self.distribution.choices))
+
+    def index_of(self, value: Any) -> int | None:
+        for i, choice in enumerate(self.distribution.choices):
+            if _same_choice(choice, value):
+                return i
+        return None
+
+
+def _same_choice(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b or (
+        isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b
+    )
+
+
+class SearchSpace:
+    """Maps parameter dictionaries of one search space to rows of a [0, 1] matrix and back.
+
+    Args:
+        distributions:
+            The target search space. Parameters whose distribution has a single value are
+            kept (they occupy a constant column) so that the space round-trips exactly.
+    """
+
+    def __init__(self, distributions: Mapping[str, BaseDistribution]) -> None:
+        self.distributions = dict(sorted(distributions.items()))
+        self._numerical: list[_NumericalColumn] = []
+        self._categorical: list[_CategoricalColumns] = []
+        column = 0
+        for name, dist in self.distributions.items():
+            if isinstance(dist, CategoricalDistribution):
+                self._categorical.append(_CategoricalColumns(name, dist, column))
+                column += len(dist.choices)
+            elif isinstance(dist, (FloatDistribution, IntDistribution)):
+                self._numerical.append(_NumericalColumn(name, dist, column))
+                column += 1
+            else:
+                raise TypeError(f"Unsupported distribution for {name!r}: {dist!r}.")
+        self.dim = column
+
+    @property
+    def is_empty(self) -> bool:
+        return self.dim == 0
+
+    @property
+    def continuous_columns(self) -> np.ndarray:
+        """Indices of columns that gradient-based optimization may move freely."""
+        return np.array(
+            [c.column for c in self._numerical if c.grid() is None], dtype=np.int64
+        )
+
+    def discrete_choices(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each discrete parameter: its columns and the candidate rows of those columns.
+
+        Returns:
+            A list of ``(columns, options)`` pairs; ``options`` has shape ``(n_options,
+            len(columns))``. Integer and stepped parameters give their grid, categorical
+            parameters the rows of an identity matrix.
+        """
+        result = []
+        for num in self._numerical:
+            grid = num.grid()
+            if grid is not None:
+                result.append((np.array([num.column]), grid[:, None]))
+        for cat in self._categorical:
+            n = len(cat.distribution.choices)
+            result.append((np.arange(cat.first_column, cat.first_column + n), np.eye(n)))
+        return result
+
+    def encode(self, params: Mapping[str, Any]) -> np.ndarray | None:
+        """Encodes one parameter dictionary of this space.
+
+        Args:
+            params: Values by name, in the external representation Optuna reports.
+
+        Returns:
+            A row of shape ``(dim,)``, or None if a parameter is missing, a categorical value is
+            not among the choices, or a numerical value lies more than ``OUT_OF_RANGE_MARGIN``
+            outside the range.
+        """
+        row = np.zeros(self.dim)
+        for num in self._numerical:
+            value = params.get(num.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return None
+            x = num.encode(float(value))
+            if not math.isfinite(x) or not -OUT_OF_RANGE_MARGIN <= x <= 1 + OUT_OF_RANGE_MARGIN:
+                return None
+            row[num.column] = x
+        for cat in self._categorical:
+            if cat.name not in params:
+                return None
+            index = cat.index_of(params[cat.name])
+            if index is None:
+                return None
+            row[cat.first_column + index] = 1.0
+        return row
+
+    def decode(self, row: np.ndarray) -> dict[str, Any]:
+        """Turns a row of shape ``(dim,)`` into parameters that lie inside every distribution."""
+        params: dict[str, Any] = {}
+        for num in self._numerical:
+            x = float(row[num.column])
+            params[num.name] = num.decode(x if math.isfinite(x) else 0.5)
+        for cat in self._categorical:
+            scores = np.nan_to_num(np.asarray(row[cat.columns], dtype=float), nan=-np.inf)
+            params[cat.name] = cat.distribution.choices[int(np.argmax(scores))]
+        return {name: params[name] for name in self.distributions}
+
+    def snap(self, rows: np.ndarray) -> np.ndarray:
+        """Projects rows of shape ``(n, dim)`` onto the feasible points of the space."""
+        return np.array([self.encode(self.decode(row)) for row in rows]).reshape(rows.shape)
+
+    def sample_uniform(self, n: int, rng: np.random.RandomState) -> np.ndarray:
+        """Draws ``n`` rows from a scrambled Sobol sequence, snapped onto the space."""
+        from scipy.stats import qmc
+
+        if self.dim == 0:
+            return np.zeros((n, 0))
+        sobol = qmc.Sobol(d=self.dim, scramble=True, seed=rng.randint(1 << 30))
+        return self.snap(sobol.random(n))
