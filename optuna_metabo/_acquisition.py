@@ -25,9 +25,7 @@ class PosteriorModel(Protocol):
 
 def _log1mexp(x: torch.Tensor) -> torch.Tensor:
     """``log(1 - exp(x))`` for ``x < 0``, accurate on both ends."""
-    return torch.where(
-        x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x))
-    )
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 def log_h(z: torch.Tensor) -> torch.Tensor:
@@ -36,7 +34,8 @@ def log_h(z: torch.Tensor) -> torch.Tensor:
     z_upper = torch.where(upper, z, torch.zeros_like(z))
     z_lower = torch.where(upper, -torch.ones_like(z), z)
     normal = torch.distributions.Normal(
-        torch.zeros((), dtype=z.dtype, device=z.device), torch.ones((), dtype=z.dtype, device=z.device)
+        torch.zeros((), dtype=z.dtype, device=z.device),
+        torch.ones((), dtype=z.dtype, device=z.device),
     )
     value_upper = torch.log(torch.exp(normal.log_prob(z_upper)) + z_upper * normal.cdf(z_upper))
     erfcx_term = torch.log(torch.special.erfcx(-z_lower / math.sqrt(2)) * z_lower.abs())

@@ -179,9 +179,7 @@ class ICMGaussianProcess:
         )
 
 
-def _covariance(
-    module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor
-) -> torch.Tensor:
+def _covariance(module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
     """Training covariance with noise, shape ``(n, n)``."""
     covariance = module.input_covariance(x, x) * module.task_covariance()[task][:, task]
     return covariance + module.noise * torch.eye(len(x), dtype=x.dtype, device=x.device)
@@ -238,10 +236,12 @@ def _optimize_hyperparameters(
         module.zero_grad()
         loss = negative_log_posterior(module, x, task, y)
         loss.backward()
-        grad = torch.cat([
-            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-            for p in module.parameters()
-        ])
+        grad = torch.cat(
+            [
+                (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                for p in module.parameters()
+            ]
+        )
         return float(loss.detach()), grad.cpu().numpy().astype(np.float64)
 
     result = scipy.optimize.minimize(

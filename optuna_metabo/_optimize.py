@@ -47,7 +47,7 @@ def _refine_continuous(
         total = -torch.where(torch.isfinite(values), values, torch.zeros_like(values)).sum()
         total.backward()
         assert moving.grad is not None
-        return float(total), moving.grad.numpy().reshape(-1).copy()
+        return float(total.detach()), moving.grad.numpy().reshape(-1).copy()
 
     start = x[:, columns].reshape(-1)
     try:
@@ -112,7 +112,9 @@ def optimize_acquisition(
         n_local: Number of local refinements.
         max_iter: L-BFGS-B iterations per refinement.
     """
-    candidates = np.concatenate([space.sample_uniform(n_sobol, rng), starts.reshape(-1, space.dim)])
+    candidates = np.concatenate(
+        [space.sample_uniform(n_sobol, rng), starts.reshape(-1, space.dim)]
+    )
     values = evaluate(acqf, candidates)
     local = _top_distinct(candidates, values, n_local)
     local = _refine_continuous(acqf, local, space.continuous_columns, max_iter)

@@ -198,7 +198,9 @@ class ProposalEngine:
         model, data = self.fit(priors, target_x, target_y, rng)
         target = data.n_tasks - 1
         if len(pending_x):
-            model = model.condition_on(torch.as_tensor(pending_x, device=self.settings.device), target)
+            model = model.condition_on(
+                torch.as_tensor(pending_x, device=self.settings.device), target
+            )
         x, acquisition, source = self._choose(space, model, data, priors, pending_x, rng)
         return self._describe(model, data, priors, target_y, x, acquisition, source)
 
@@ -247,9 +249,11 @@ class ProposalEngine:
         with torch.no_grad():
             point = torch.as_tensor(x[None, :], device=self.settings.device)
             mean, variance = model.posterior(point, target)
-        raw = target_y if len(target_y) >= 2 else np.concatenate([p.y for p in priors] or [target_y])
-        standardized = data.y[data.task == target] if len(target_y) >= 2 else (
-            data.y[data.task != target]
+        raw = (
+            target_y if len(target_y) >= 2 else np.concatenate([p.y for p in priors] or [target_y])
+        )
+        standardized = (
+            data.y[data.task == target] if len(target_y) >= 2 else (data.y[data.task != target])
         )
         offset, scale = affine_back(standardized, raw)
         correlations = model.task_correlations()

@@ -157,7 +157,10 @@ class MetaBOSampler(BaseSampler):
             _logger.warning(
                 "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
                 "falling back to %s.",
-                trial.number, type(error).__name__, error, type(self._independent_sampler).__name__,
+                trial.number,
+                type(error).__name__,
+                error,
+                type(self._independent_sampler).__name__,
             )
             self._set_attrs(study, trial, {USER_ATTR_SOURCE: "fallback"})
             return {}
@@ -176,7 +179,10 @@ class MetaBOSampler(BaseSampler):
         if self._warn_independent_sampling and _n_finished(study) > 0:
             _logger.warning(
                 "Trial %d: parameter %r is outside the relative search space; it is sampled by "
-                "%s.", trial.number, param_name, type(self._independent_sampler).__name__,
+                "%s.",
+                trial.number,
+                param_name,
+                type(self._independent_sampler).__name__,
             )
         if USER_ATTR_SOURCE not in trial.user_attrs:
             self._set_attrs(study, trial, {USER_ATTR_SOURCE: "independent"})
@@ -217,7 +223,8 @@ class MetaBOSampler(BaseSampler):
         space = dict(tasks[0].distributions)
         for task in tasks[1:]:
             space = {
-                k: v for k, v in space.items()
+                k: v
+                for k, v in space.items()
                 if k in task.distributions and type(task.distributions[k]) is type(v)
             }
         return {k: v for k, v in space.items() if not v.single()}
@@ -300,10 +307,13 @@ class MetaBOSampler(BaseSampler):
         if self._summary_logged:
             return
         self._summary_logged = True
-        used = ", ".join(f"{u['study_name']} ({u['n_trials_used']})" for u in self._summary["used"])
+        used = ", ".join(
+            f"{u['study_name']} ({u['n_trials_used']})" for u in self._summary["used"]
+        )
         _logger.info(
             "MetaBOSampler priors used: %s; skipped: %d.",
-            used or "none", len(self._summary["skipped"]),
+            used or "none",
+            len(self._summary["skipped"]),
         )
 
 
@@ -313,7 +323,9 @@ def _validate_arguments(
     if rank < 1:
         raise ValueError(f"rank must be at least 1, not {rank}.")
     if output_transform not in TRANSFORMS:
-        raise ValueError(f"output_transform must be one of {TRANSFORMS}, not {output_transform!r}.")
+        raise ValueError(
+            f"output_transform must be one of {TRANSFORMS}, not {output_transform!r}."
+        )
     if max_prior_trials < 1 or max_fit_points < 2:
         raise ValueError("max_prior_trials must be >= 1 and max_fit_points >= 2.")
     if not device.startswith(("cpu", "cuda", "mps")):
@@ -334,12 +346,15 @@ def _n_finished(study: Study) -> int:
     return len(study._get_trials(deepcopy=False, states=states, use_cache=True))
 
 
-def _target_trials(study: Study, trial: FrozenTrial) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+def _target_trials(
+    study: Study, trial: FrozenTrial
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     trials = study._get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING), use_cache=False
     )
     completed = [
-        t for t in trials
+        t
+        for t in trials
         if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])
     ]
     running = [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number]

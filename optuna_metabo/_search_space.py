@@ -112,8 +112,10 @@ class _CategoricalColumns:
 
 
 def _same_choice(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (
-        isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b
+    return (
+        type(a) is type(b)
+        and a == b
+        or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b)
     )
 
 
@@ -149,9 +151,7 @@ class SearchSpace:
     @property
     def continuous_columns(self) -> np.ndarray:
         """Indices of columns that gradient-based optimization may move freely."""
-        return np.array(
-            [c.column for c in self._numerical if c.grid() is None], dtype=np.int64
-        )
+        return np.array([c.column for c in self._numerical if c.grid() is None], dtype=np.int64)
 
     def discrete_choices(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each discrete parameter: its columns and the candidate rows of those columns.
