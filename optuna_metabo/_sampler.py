@@ -105,6 +105,7 @@ class MetaBOSampler(BaseSampler):
         self._loader = PriorLoader(prior_studies, prior_storage)  # type: ignore[arg-type]
         self._seed = seed
         self._rng = np.random.RandomState(seed)
+        self._sobol_seed = int(self._rng.randint(1 << 30))
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._n_startup_trials = n_startup_trials
         self._max_prior_trials = max_prior_trials
@@ -150,7 +151,7 @@ class MetaBOSampler(BaseSampler):
         priors = self._encoded_priors(study, space)
         if not priors and len(completed) < self._n_startup_trials:
             self._set_attrs(study, trial, {USER_ATTR_SOURCE: "startup"})
-            return {}
+            return space.decode(space.sobol_point(trial.number, self._sobol_seed))
         try:
             proposal = self._propose(study, space, priors, completed, running)
         except _NUMERICAL_ERRORS as error:

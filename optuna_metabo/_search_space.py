@@ -215,6 +215,15 @@ class SearchSpace:
         """Projects rows of shape ``(n, dim)`` onto the feasible points of the space."""
         return np.array([self.encode(self.decode(row)) for row in rows]).reshape(rows.shape)
 
+    def sobol_point(self, index: int, seed: int) -> np.ndarray:
+        """Row ``index`` of a scrambled Sobol sequence fixed by ``seed``, snapped: ``(dim,)``."""
+        from scipy.stats import qmc
+
+        n = 1 << max(int(index).bit_length(), 1)
+        return self.snap(
+            qmc.Sobol(d=max(self.dim, 1), seed=seed).random(n)[index : index + 1, : self.dim]
+        )[0]
+
     def sample_uniform(self, n: int, rng: np.random.RandomState) -> np.ndarray:
         """Draws ``n`` rows from a scrambled Sobol sequence, snapped onto the space."""
         from scipy.stats import qmc

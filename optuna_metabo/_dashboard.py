@@ -1,0 +1,836 @@
+"""What MetaBOSampler shows in optuna-dashboard: a study note and three custom plots.
+
+The sampler calls :meth:`DashboardPublisher.publish` once per trial that the model proposed. The
+publisher writes only to the target study (study system attributes, through
+``optuna_dashboard.save_note`` and ``optuna_dashboard.save_plotly_graph_object``) and never to a
+prior study. Writing is throttled so that sampling does not slow down noticeably:
+
+- the note is rewritten when the transfer summary changes (priors used or skipped, their trial
+  counts, a task similarity moving by more than ``0.05``) and with every plot refresh;
+- the plots are refreshed on the first proposal, then at most every ``every_n_trials`` completed
+  trials, and only once the time since the last refresh is at least
+  ``(1 - max_overhead) / max_overhead`` times what that refresh cost, which caps the share of
+  wall time spent on the dashboard at ``max_overhead``.
+
+The posterior for the slice plot is rebuilt from the engine's last fitted hyperparameters (one
+Cholesky factorization, no fitting), so it is the model that chose the trial, without the
+pseudo-observations of running trials. optuna-dashboard and plotly are imported lazily; when
+either is missing, the publisher logs once at debug level and does nothing. Any error while
+publishing is logged once as a warning and never reaches the sampler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+import json
+import logging
+import math
+import time
+from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
+from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+
+    from optuna_metabo._priors import EncodedPrior
+    from optuna_metabo._proposal import Proposal
+    from optuna_metabo._proposal import ProposalEngine
+    from optuna_metabo._search_space import SearchSpace
+
+
+_logger = logging.getLogger(__name__)
+
+PLOT_ID_SIMILARITY = "metabo-task-similarity"
+PLOT_ID_SLICES = "metabo-slices"
+PLOT_ID_HISTORY = "metabo-history"
+PLOT_IDS = (PLOT_ID_SIMILARITY, PLOT_ID_SLICES, PLOT_ID_HISTORY)
+NOTE_TITLE = "MetaBOSampler: transfer from prior studies"
+MAX_SLICE_PARAMS = 8
+SLICE_POINTS = 50
+_SIMILARITY_TOLERANCE = 0.05
+_SOURCES = ("prior_design", "model", "startup", "independent", "fallback")
+_SOURCE_COLORS = {
+    "prior_design": "#ff7f0e",
+    "model": "#1f77b4",
+    "startup": "#7f7f7f",
+    "independent": "#9467bd",
+    "fallback": "#d62728",
+}
+# A small explicit template: plotly's named templates add ~6 kB of JSON to every figure and cost
+# a deep copy on each build.
+_GRID = {"gridcolor": "#ebf0f8", "zerolinecolor": "#d0d7e2", "linecolor": "#d0d7e2"}
+_TEMPLATE: dict[str, Any] = {
+    "layout": {
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "font": {"color": "#2a3f5f"},
+        "colorway": ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"],
+        "xaxis": _GRID,
+        "yaxis": _GRID,
+    }
+}
+
+
+class DashboardPublisher:
+    """Writes the transfer note and the custom plots of one target study, throttled.
+
+    Args:
+        every_n_trials: Refresh the plots at most every this many completed trials; ``None`` or
+            ``0`` disables publishing altogether.
+        max_overhead: Largest share of wall time that refreshing may take (see the module
+            docstring); ``1.0`` turns the time guard off.
+    """
+
+    def __init__(self, every_n_trials: int | None = 5, max_overhead: float = 0.05) -> None:
+        if every_n_trials is not None and every_n_trials < 0:
+            raise ValueError(f"every_n_trials must be >= 0 or None, not {every_n_trials}.")
+        if not 0.0 < max_overhead <= 1.0:
+            raise ValueError(f"max_overhead must be in (0, 1], not {max_overhead}.")
+        self.every_n_trials = every_n_trials or 0
+        self.max_overhead = max_overhead
+        self.seconds_spent = 0.0
+        self.n_notes = 0
+        self.n_plot_refreshes = 0
+        self._api: tuple[Any, Any] | None = None
+        self._unavailable = False
+        self._warned = False
+        self._study_key: tuple[int, int] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._last_note_key: Any = None
+        self._last_similarity: dict[str, float] = {}
+        self._last_plot_n: int | None = None
+        self._next_allowed = 0.0
+        self._similarity_history: list[tuple[int, dict[str, float]]] = []
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this publisher writes anything at all."""
+        return self.every_n_trials > 0 and not self._unavailable
+
+    def publish(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        space: SearchSpace,
+        priors: Sequence[EncodedPrior],
+        proposal: Proposal,
+        engine: ProposalEngine | None,
+        summary: Mapping[str, Any],
+    ) -> None:
+        """Records a proposal and refreshes the note and plots when they are due.
+
+        Never raises: a failure is logged once as a warning and sampling goes on.
+
+        Args:
+            study: The target study; the only one written to.
+            trial: The trial the proposal is for.
+            space: The relative search space the proposal lives in.
+            priors: The encoded prior tasks the model was fitted on, in task order.
+            proposal: The proposal, as returned by ``ProposalEngine.propose``.
+            engine: The engine that made it; its last fit is reused for the slice plot.
+            summary: The sampler's prior summary (``MetaBOSampler.prior_summary()`` format).
+        """
+        if not self.enabled:
+            return
+        start = time.perf_counter()
+        try:
+            self._publish(study, trial, space, priors, proposal, engine, summary)
+        except Exception as error:  # Publishing must never break sampling.
+            if not self._warned:
+                self._warned = True
+                _logger.warning(
+                    "MetaBOSampler could not write its optuna-dashboard note or plots "
+                    "(%s: %s); sampling continues.",
+                    type(error).__name__,
+                    error,
+                )
+        finally:
+            self.seconds_spent += time.perf_counter() - start
+
+    # ---------------------------------------------------------------------------- internals
+    def _load_api(self) -> tuple[Any, Any] | None:
+        if self._api is None and not self._unavailable:
+            try:
+                from optuna_dashboard import save_note
+                from optuna_dashboard import save_plotly_graph_object
+                import plotly  # noqa: F401
+            except ImportError as error:
+                self._unavailable = True
+                _logger.debug("optuna-dashboard output disabled: %s", error)
+                return None
+            self._api = (save_note, save_plotly_graph_object)
+        return self._api
+
+    def _publish(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        space: SearchSpace,
+        priors: Sequence[EncodedPrior],
+        proposal: Proposal,
+        engine: ProposalEngine | None,
+        summary: Mapping[str, Any],
+    ) -> None:
+        api = self._load_api()
+        if api is None:
+            return
+        save_note, save_plot = api
+        start = time.perf_counter()  # Import time is a one-off; it does not count below.
+        study_key = (id(study._storage), study._study_id)
+        if study_key != self._study_key:  # A sampler reused on another study starts afresh.
+            self._reset()
+            self._study_key = study_key
+        similarity = {k: float(v) for k, v in summary.get("task_similarity", {}).items()}
+        self._similarity_history.append((trial.number, similarity))
+        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        completed = [t for t in trials if t.values and math.isfinite(t.values[0])]
+        n_done = len(completed)
+        time_ok = start >= self._next_allowed
+        plots_due = self._last_plot_n is None or (
+            n_done - self._last_plot_n >= self.every_n_trials and time_ok
+        )
+        note_key = _note_key(summary)
+        note_due = (
+            plots_due
+            or note_key != self._last_note_key
+            or (time_ok and _moved(self._last_similarity, similarity))
+        )
+        if not note_due:
+            return
+        direction = study.direction
+        sources = _source_counts(study)
+        note = transfer_note(summary, n_done, trial.number, sources, _best(completed, direction))
+        save_note(study, note)
+        self.n_notes += 1
+        self._last_note_key, self._last_similarity = note_key, similarity
+        if plots_due:
+            figure = similarity_figure(summary, self._similarity_history)
+            save_plot(study, figure, graph_object_id=PLOT_ID_SIMILARITY)
+            save_plot(study, history_figure(study), graph_object_id=PLOT_ID_HISTORY)
+            slices = self._slice_figure(study, trial, space, priors, proposal, engine, completed)
+            if slices is not None:
+                save_plot(study, slices, graph_object_id=PLOT_ID_SLICES)
+            self._last_plot_n = n_done
+            self.n_plot_refreshes += 1
+        cost = time.perf_counter() - start
+        self._next_allowed = time.perf_counter() + cost * (1.0 - self.max_overhead) / max(
+            self.max_overhead, 1e-9
+        )
+
+    def _slice_figure(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        space: SearchSpace,
+        priors: Sequence[EncodedPrior],
+        proposal: Proposal,
+        engine: ProposalEngine | None,
+        completed: list[FrozenTrial],
+    ) -> Any:
+        if engine is None or space.dim == 0:
+            return None
+        view = ModelView.from_engine(engine, space, list(priors), completed, study.direction)
+        if view is None:
+            return None
+        return slice_figure(view, space, proposal.x, trial.number, completed)
+
+
+def _note_key(summary: Mapping[str, Any]) -> str:
+    return json.dumps(
+        [summary.get("used", []), summary.get("skipped", [])], sort_keys=True, default=str
+    )
+
+
+def _moved(before: Mapping[str, float], after: Mapping[str, float]) -> bool:
+    if before.keys() != after.keys():
+        return True
+    return any(abs(before[k] - after[k]) > _SIMILARITY_TOLERANCE for k in after)
+
+
+def _sign(direction: StudyDirection) -> float:
+    return 1.0 if direction == StudyDirection.MINIMIZE else -1.0
+
+
+def _best(completed: Sequence[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
+    if not completed:
+        return None
+    sign = _sign(direction)
+    return min(completed, key=lambda t: sign * float(t.values[0]))
+
+
+def _source_counts(study: Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study._get_trials(deepcopy=False, use_cache=True):
+        source = str(t.user_attrs.get("metabo:source", "unknown"))
+        counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:.{digits}g}"
+
+
+def transfer_note(
+    summary: Mapping[str, Any],
+    n_completed: int,
+    trial_number: int,
+    sources: Mapping[str, int],
+    best: FrozenTrial | None,
+) -> str:
+    """The study note: what was transferred from which prior study, in Markdown.
+
+    Args:
+        summary: ``MetaBOSampler.prior_summary()``-style dictionary.
+        n_completed: Completed target trials so far.
+        trial_number: The trial being sampled when the note was written.
+        sources: Number of trials by ``metabo:source``.
+        best: The incumbent target trial, if any.
+    """
+    used = list(summary.get("used", []))
+    skipped = list(summary.get("skipped", []))
+    similarity = dict(summary.get("task_similarity", {}))
+    lines = [f"## {NOTE_TITLE}", ""]
+    status = (
+        f"Refreshed while sampling trial #{trial_number}, after {n_completed} completed trials"
+    )
+    if best is not None:
+        status += f"; best value so far {_fmt(best.values[0], 6)} (trial #{best.number})"
+    lines += [status + ".", ""]
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(sources.items())) or "none yet"
+    lines += [f"Trials by `metabo:source`: {counts}.", ""]
+    lines += [f"### Prior studies used ({len(used)})", ""]
+    if used:
+        lines += [
+            "| study | trials in the model | usable trials | all trials | similarity |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for u in used:
+            name = u["study_name"]
+            lines.append(
+                f"| {_md(name)} | {u['n_trials_used']} | {u['n_trials_usable']} "
+                f"| {u['n_trials_total']} | {_fmt(similarity.get(name), 3)} |"
+            )
+    else:
+        lines.append("None: MetaBOSampler runs as a plain GP sampler.")
+    lines += ["", f"### Prior studies skipped ({len(skipped)})", ""]
+    if skipped:
+        lines += [f"- **{_md(s['study_name'])}**: {_md(str(s['reason']))}" for s in skipped]
+    else:
+        lines.append("None.")
+    lines += ["", "### Learned task similarity", ""]
+    if similarity:
+        lines += [
+            "Correlation between each prior task and the target learned by the multi-task GP "
+            "(1: same landscape, 0: unrelated, below 0: opposite).",
+            "",
+            "| prior study | similarity |",
+            "|---|---:|",
+        ]
+        for name, corr in sorted(similarity.items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {_md(name)} | {_fmt(corr, 3)} |")
+    else:
+        lines.append("Not learned yet.")
+    lines += [
+        "",
+        "### Plots",
+        "",
+        "- *Task similarity*: the table above as bars, and how it changed over trials.",
+        "- *Slices through the incumbent*: for the latest proposal, the posterior mean ±2σ and "
+        "the log expected improvement along each parameter, others fixed at the best trial.",
+        "- *Target history*: observed values by source, the best so far and the model's "
+        "prediction ±2σ; early `prior_design` trials near the final best mean the priors helped.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _round(values: Any, digits: int = 5) -> list[float | None]:
+    """Rounds to significant digits and maps non-finite values to None (smaller JSON)."""
+    out: list[float | None] = []
+    for v in np.asarray(values, dtype=float).reshape(-1):
+        out.append(float(f"{v:.{digits}g}") if math.isfinite(v) else None)
+    return out
+
+
+# -------------------------------------------------------------------------------- the model
+class ModelView:
+    """The posterior of the target task in user units (the study's direction), for plotting.
+
+    Args:
+        model: A fitted ``ICMGaussianProcess``.
+        target: The target's task index.
+        best: The incumbent in standardized units (for log expected improvement).
+        offset: ``raw ~ offset + scale * standardized``.
+        scale: See ``offset``.
+        sign: ``1`` for minimization, ``-1`` for maximization.
+        device: Torch device of the model.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        target: int,
+        best: float,
+        offset: float,
+        scale: float,
+        sign: float,
+        device: str = "cpu",
+    ) -> None:
+        self.model, self.target, self.best = model, target, best
+        self.offset, self.scale, self.sign, self.device = offset, scale, sign, device
+
+    @classmethod
+    def from_engine(
+        cls,
+        engine: ProposalEngine,
+        space: SearchSpace,
+        priors: list[EncodedPrior],
+        completed: list[FrozenTrial],
+        direction: StudyDirection,
+    ) -> ModelView | None:
+        """Rebuilds the engine's last model on the current data, without refitting.
+
+        Args:
+            engine: The engine; ``engine._state`` holds its last fitted hyperparameters.
+            space: The search space.
+            priors: The encoded priors, in task order.
+            completed: Completed target trials with finite values.
+            direction: The study direction.
+
+        Returns:
+            The view, or None when the engine has no fit of a matching shape.
+        """
+        import torch
+
+        from optuna_metabo._model import compatible_state
+        from optuna_metabo._model import ICMGaussianProcess
+        from optuna_metabo._model import ICMKernelModule
+        from optuna_metabo._proposal import _single_torch_thread
+        from optuna_metabo._proposal import _training_data
+        from optuna_metabo._sampler import _encode_trials
+        from optuna_metabo._standardize import affine_back
+
+        settings = engine.settings
+        sign = _sign(direction)
+        target_x, target_y = _encode_trials(space, completed, sign)
+        data = _training_data(priors, target_x, target_y, settings.output_transform)
+        state = compatible_state(
+            getattr(engine, "_state", None), space.dim, data.n_tasks, settings.rank
+        )
+        if state is None:
+            return None
+        with _single_torch_thread():
+            module = ICMKernelModule(space.dim, data.n_tasks, settings.rank)
+            module = module.to(device=settings.device, dtype=torch.float64)
+            module.load_state_dict(state)
+
+            def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+                return torch.as_tensor(a, dtype=dtype, device=settings.device)
+
+            model = ICMGaussianProcess(
+                module,
+                tensor(data.x, torch.float64),
+                tensor(data.task, torch.long),
+                tensor(data.y, torch.float64),
+            )
+        target = data.n_tasks - 1
+        standardized_target = data.y[data.task == target]
+        if len(target_y) >= 2:
+            offset, scale = affine_back(standardized_target, target_y)
+        else:
+            raw = np.concatenate([p.y for p in priors] or [target_y])
+            offset, scale = affine_back(data.y[data.task != target], raw)
+        best = float(standardized_target.min()) if len(standardized_target) else 0.0
+        return cls(model, target, best, offset, scale, sign, settings.device)
+
+    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation in user units, and log EI, at ``rows``.
+
+        Args:
+            rows: Normalized points ``(m, d)``.
+
+        Returns:
+            ``(mean, std, log_ei)``, each of shape ``(m,)``.
+        """
+        import torch
+
+        from optuna_metabo._acquisition import LogExpectedImprovement
+        from optuna_metabo._proposal import _single_torch_thread
+
+        with torch.no_grad(), _single_torch_thread():
+            x = torch.as_tensor(rows, dtype=torch.float64, device=self.device)
+            mean, variance = self.model.posterior(x, self.target)
+            acq = LogExpectedImprovement(self.model, self.target, self.best)(x)
+        mean_np = mean.cpu().numpy()
+        std_np = np.sqrt(variance.cpu().numpy())
+        user_mean = self.sign * (self.offset + self.scale * mean_np)
+        return user_mean, abs(self.scale) * std_np, acq.cpu().numpy()
+
+
+# -------------------------------------------------------------------------------- the plots
+def _param_columns(space: SearchSpace) -> dict[str, np.ndarray]:
+    """Columns of each parameter in the encoding (see ``SearchSpace``'s layout)."""
+    columns, column = {}, 0
+    for name, dist in space.distributions.items():
+        width = len(dist.choices) if isinstance(dist, CategoricalDistribution) else 1
+        columns[name] = np.arange(column, column + width)
+        column += width
+    if column != space.dim:
+        raise RuntimeError("Unexpected search space layout.")
+    return columns
+
+
+def _slice_rows(
+    space: SearchSpace, center: np.ndarray, name: str, columns: np.ndarray
+) -> tuple[np.ndarray, list[Any]]:
+    """Rows that vary one parameter with the others at ``center``, and their values."""
+    dist = space.distributions[name]
+    if isinstance(dist, CategoricalDistribution):
+        rows = np.tile(center, (len(columns), 1))
+        rows[:, columns] = np.eye(len(columns))
+        return rows, [str(c) for c in dist.choices]
+    rows = np.tile(center, (SLICE_POINTS, 1))
+    rows[:, columns[0]] = np.linspace(0.0, 1.0, SLICE_POINTS)
+    rows = space.snap(rows)
+    _, first = np.unique(np.round(rows[:, columns[0]], 12), return_index=True)
+    rows = rows[np.sort(first)]
+    return rows, [space.decode(row)[name] for row in rows]
+
+
+def slice_figure(
+    view: ModelView,
+    space: SearchSpace,
+    proposed_x: np.ndarray,
+    trial_number: int,
+    completed: Sequence[FrozenTrial],
+) -> Any:
+    """One slice per parameter through the incumbent: observations, posterior mean ±2σ, log EI.
+
+    Args:
+        view: The model in user units.
+        space: The search space.
+        proposed_x: The normalized point proposed for ``trial_number`` ``(d,)``.
+        trial_number: The trial that was proposed.
+        completed: Completed target trials with finite values.
+    """
+    from plotly.subplots import make_subplots
+
+    sign = view.sign
+    encoded = [(t, space.encode(t.params)) for t in completed]
+    encoded = [(t, row) for t, row in encoded if row is not None]
+    if encoded:
+        incumbent, center = min(encoded, key=lambda tr: sign * float(tr[0].values[0]))
+        center_label = f"the best trial #{incumbent.number}"
+    else:
+        center, center_label = np.asarray(proposed_x, dtype=float), f"trial #{trial_number}"
+    columns = _param_columns(space)
+    names = list(space.distributions)[:MAX_SLICE_PARAMS]
+    blocks = [(n, *_slice_rows(space, center, n, columns[n])) for n in names]
+    sizes = [len(rows) for _, rows, _ in blocks]
+    mean, std, acq = view.predict(np.concatenate([rows for _, rows, _ in blocks]))
+    proposed = space.decode(np.asarray(proposed_x, dtype=float))
+    n_cols = min(len(blocks), 2)
+    n_block_rows = math.ceil(len(blocks) / n_cols)
+    titles: list[str] = []
+    for r in range(n_block_rows):
+        row_names = [
+            blocks[r * n_cols + c][0] if r * n_cols + c < len(blocks) else ""
+            for c in range(n_cols)
+        ]
+        titles += row_names + [""] * n_cols
+    figure = make_subplots(
+        rows=2 * n_block_rows,
+        cols=n_cols,
+        row_heights=[0.7, 0.3] * n_block_rows,
+        subplot_titles=titles,
+        vertical_spacing=0.3 / (2 * n_block_rows),
+        horizontal_spacing=0.08,
+    )
+    offset = 0
+    for i, ((name, _, xs), size) in enumerate(zip(blocks, sizes)):
+        row, col = 2 * (i // n_cols) + 1, i % n_cols + 1
+        part = slice(offset, offset + size)
+        offset += size
+        _add_slice(
+            figure,
+            row,
+            col,
+            name,
+            space,
+            xs,
+            mean[part],
+            std[part],
+            acq[part],
+            completed,
+            proposed,
+            i == 0,
+        )
+    figure.layout.template = _TEMPLATE
+    figure.update_layout(
+        title=(
+            f"Slices through {center_label}, model of trial #{trial_number}: observations, "
+            "posterior mean ±2σ (top), log EI (bottom)"
+        ),
+        height=max(420, 330 * n_block_rows),
+        margin={"l": 50, "r": 20, "t": 80, "b": 40},
+        legend={"orientation": "h", "y": -0.05},
+    )
+    return figure
+
+
+def _add_slice(
+    figure: Any,
+    row: int,
+    col: int,
+    name: str,
+    space: SearchSpace,
+    xs: list[Any],
+    mean: np.ndarray,
+    std: np.ndarray,
+    acq: np.ndarray,
+    completed: Sequence[FrozenTrial],
+    proposed: Mapping[str, Any],
+    show_legend: bool,
+) -> None:
+    import plotly.graph_objects as go
+
+    dist = space.distributions[name]
+    categorical = isinstance(dist, CategoricalDistribution)
+    common = {"legendgroup": "", "showlegend": show_legend}
+    if categorical:
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=_round(mean),
+                error_y={"type": "data", "array": _round(2 * std)},
+                mode="markers",
+                marker={"color": "#1f77b4", "size": 9},
+                name="posterior mean ±2σ",
+                **common,
+            ),
+            row=row,
+            col=col,
+        )
+        figure.add_trace(
+            go.Bar(x=xs, y=_round(acq), marker={"color": "#2ca02c"}, name="log EI", **common),
+            row=row + 1,
+            col=col,
+        )
+    else:
+        band_x = list(xs) + list(xs)[::-1]
+        band_y = _round(np.concatenate([mean + 2 * std, (mean - 2 * std)[::-1]]))
+        figure.add_trace(
+            go.Scatter(
+                x=band_x,
+                y=band_y,
+                fill="toself",
+                fillcolor="rgba(31,119,180,0.18)",
+                line={"width": 0},
+                hoverinfo="skip",
+                name="±2σ",
+                **common,
+            ),
+            row=row,
+            col=col,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=_round(mean),
+                mode="lines",
+                line={"color": "#1f77b4"},
+                name="posterior mean",
+                **common,
+            ),
+            row=row,
+            col=col,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=_round(acq),
+                mode="lines",
+                line={"color": "#2ca02c"},
+                name="log EI",
+                **common,
+            ),
+            row=row + 1,
+            col=col,
+        )
+        if getattr(dist, "log", False):
+            figure.update_xaxes(type="log", row=row, col=col)
+            figure.update_xaxes(type="log", row=row + 1, col=col)
+    obs = [(t.params[name], float(t.values[0]), t.number) for t in completed if name in t.params]
+    if obs:
+        figure.add_trace(
+            go.Scatter(
+                x=[str(o[0]) if categorical else o[0] for o in obs],
+                y=_round([o[1] for o in obs]),
+                text=[f"trial #{o[2]}" for o in obs],
+                mode="markers",
+                marker={"color": "black", "size": 6},
+                name="observations",
+                **common,
+            ),
+            row=row,
+            col=col,
+        )
+    if name in proposed:
+        value = proposed[name]
+        figure.add_trace(
+            go.Scatter(
+                x=[str(value) if categorical else value],
+                y=[_round(np.max(acq))[0]] if len(acq) else [None],
+                mode="markers",
+                marker={"color": "#d62728", "size": 11, "symbol": "x"},
+                name="proposed value",
+                **common,
+            ),
+            row=row + 1,
+            col=col,
+        )
+
+
+def similarity_figure(
+    summary: Mapping[str, Any], history: Sequence[tuple[int, Mapping[str, float]]] = ()
+) -> Any:
+    """The learned similarity of each prior task to the target: now (bars) and over trials.
+
+    Args:
+        summary: ``MetaBOSampler.prior_summary()``-style dictionary.
+        history: ``(trial number, similarity by study)`` pairs, oldest first.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    similarity = dict(summary.get("task_similarity", {}))
+    used = {u["study_name"]: u for u in summary.get("used", [])}
+    names = sorted(similarity, key=lambda n: similarity[n])
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.45, 0.55],
+        subplot_titles=["now", "over trials"],
+        horizontal_spacing=0.22,
+    )
+    figure.add_trace(
+        go.Bar(
+            x=_round([similarity[n] for n in names], 3),
+            y=names,
+            orientation="h",
+            marker={"color": ["#2ca02c" if similarity[n] >= 0 else "#d62728" for n in names]},
+            text=[
+                f"{similarity[n]:.2f} ({used.get(n, {}).get('n_trials_used', '?')} trials)"
+                for n in names
+            ],
+            textposition="auto",
+            showlegend=False,
+        ),
+        row=1,
+        col=1,
+    )
+    for name in reversed(names):
+        points = [(n, s[name]) for n, s in history if name in s]
+        figure.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=_round([p[1] for p in points], 3),
+                mode="lines+markers",
+                name=name,
+            ),
+            row=1,
+            col=2,
+        )
+    figure.update_xaxes(range=[-1, 1], title_text="correlation with the target", row=1, col=1)
+    figure.update_xaxes(title_text="trial", row=1, col=2)
+    figure.update_yaxes(range=[-1.05, 1.05], row=1, col=2)
+    figure.layout.template = _TEMPLATE
+    figure.update_layout(
+        title="Learned similarity of each prior task to the target (multi-task GP)",
+        height=max(360, 120 + 28 * len(names)),
+        margin={"l": 40, "r": 20, "t": 80, "b": 40},
+    )
+    return figure
+
+
+def history_figure(study: Study) -> Any:
+    """Target value against trial by ``metabo:source``, best so far, and predicted ±2σ.
+
+    Args:
+        study: The target study.
+    """
+    import plotly.graph_objects as go
+
+    trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+    trials = [t for t in trials if t.values and math.isfinite(t.values[0])]
+    sign = _sign(study.direction)
+    figure = go.Figure()
+    predicted = [t for t in trials if isinstance(t.user_attrs.get("metabo:predicted_mean"), float)]
+    if predicted:
+        stds = [t.user_attrs.get("metabo:predicted_std") for t in predicted]
+        figure.add_trace(
+            go.Scatter(
+                x=[t.number for t in predicted],
+                y=_round([t.user_attrs["metabo:predicted_mean"] for t in predicted]),
+                error_y={
+                    "type": "data",
+                    "array": _round([2 * s if isinstance(s, float) else 0.0 for s in stds]),
+                    "color": "#aaaaaa",
+                },
+                mode="markers",
+                marker={"color": "#aaaaaa", "symbol": "circle-open", "size": 8},
+                name="predicted ±2σ",
+            )
+        )
+    best, xs, ys = math.inf, [], []
+    for t in trials:
+        best = min(best, sign * float(t.values[0]))
+        xs.append(t.number)
+        ys.append(sign * best)
+    figure.add_trace(
+        go.Scatter(
+            x=xs,
+            y=_round(ys),
+            mode="lines",
+            line={"shape": "hv", "color": "black"},
+            name="best so far",
+        )
+    )
+    by_source: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        by_source.setdefault(str(t.user_attrs.get("metabo:source", "unknown")), []).append(t)
+    for source in sorted(by_source, key=lambda s: _SOURCES.index(s) if s in _SOURCES else 99):
+        group = by_source[source]
+        figure.add_trace(
+            go.Scatter(
+                x=[t.number for t in group],
+                y=_round([t.values[0] for t in group]),
+                mode="markers",
+                marker={"color": _SOURCE_COLORS.get(source, "#17becf"), "size": 9},
+                name=source,
+            )
+        )
+    figure.layout.template = _TEMPLATE
+    figure.update_layout(
+        title="Target history by source, best so far, and the model's prediction ±2σ",
+        xaxis_title="trial",
+        yaxis_title=f"objective ({study.direction.name.lower()})",
+        height=420,
+        margin={"l": 50, "r": 20, "t": 60, "b": 40},
+    )
+    return figure

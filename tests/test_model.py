@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import math
+
+import gpytorch
+import numpy as np
+import pytest
+import torch
+
+from optuna_metabo._model import _cholesky_with_jitter
+from optuna_metabo._model import compatible_state
+from optuna_metabo._model import fit_icm_gp
+from optuna_metabo._model import ICMKernelModule
+from optuna_metabo._model import MIN_NOISE
+from optuna_metabo._model import ModelFitError
+from optuna_metabo._model import negative_log_posterior
+from optuna_metabo._model import TrainingData
+
+
+def _two_tasks(sign: float, n: int = 30, seed: int = 0) -> TrainingData:
+    rng = np.random.RandomState(seed)
+    x = rng.rand(2 * n, 2)
+    task = np.repeat([0, 1], n)
+    f = np.sin(6 * x[:, 0]) + x[:, 1] ** 2
+    y = np.where(task == 1, sign * f, f)
+    y = (y - y.mean()) / y.std()
+    return TrainingData(x=x, task=task, y=y, n_tasks=2)
+
+
+class _ExactGP(gpytorch.models.ExactGP):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, module: ICMKernelModule) -> None:
+        likelihood = gpytorch.likelihoods.GaussianLikelihood()
+        super().__init__(x, y, likelihood)
+        likelihood.noise = module.noise.detach()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        inputs, task = x[:, :-1], x[:, -1].long()
+        covar = self.module.input_covariance(inputs, inputs) * (
+            self.module.task_covariance()[task][:, task]
+        )
+        return gpytorch.distributions.MultivariateNormal(torch.zeros(len(x), dtype=x.dtype), covar)
+
+
+def test_marginal_likelihood_matches_gpytorch() -> None:
+    data = _two_tasks(1.0)
+    module = ICMKernelModule(2, 2, 1).double()
+    x = torch.as_tensor(data.x)
+    task = torch.as_tensor(data.task)
+    y = torch.as_tensor(data.y)
+    ours = negative_log_posterior(module, x, task, y)
+    gp = _ExactGP(torch.cat([x, task[:, None].double()], 1), y, module).double()
+    gp.train()
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(gp.likelihood, gp)
+    with gpytorch.settings.max_cholesky_size(10_000):
+        # gpytorch divides by n and already adds the priors registered on the kernels.
+        theirs = mll(gp(*gp.train_inputs), y) * len(y)
+    noise_log_prior = module.noise_prior.log_prob(module.noise - MIN_NOISE)
+    expected = -(theirs + noise_log_prior) / len(y)
+    assert float(ours) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_gradient_equals_autograd_through_cholesky() -> None:
+    data = _two_tasks(1.0, n=15)
+    module = ICMKernelModule(2, 2, 1).double()
+    x, task, y = (torch.as_tensor(a) for a in (data.x, data.task, data.y))
+
+    def reference() -> torch.Tensor:
+        covariance = module.input_covariance(x, x) * module.task_covariance()[task][:, task]
+        covariance = covariance + module.noise * torch.eye(len(y), dtype=x.dtype)
+        chol = torch.linalg.cholesky(covariance)
+        alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
+        ll = -0.5 * (y * alpha).sum() - torch.log(chol.diagonal()).sum()
+        ll = ll - 0.5 * len(y) * math.log(2 * math.pi)
+        return -(ll + module.log_prior()) / len(y)
+
+    reference().backward()
+    expected = [p.grad.clone() for p in module.parameters()]
+    module.zero_grad()
+    negative_log_posterior(module, x, task, y).backward()
+    for p, g in zip(module.parameters(), expected):
+        torch.testing.assert_close(p.grad, g)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_fit_learns_the_sign_of_task_correlation(sign: float) -> None:
+    model, _ = fit_icm_gp(_two_tasks(sign), rank=1)
+    correlation = model.task_correlations()[0]
+    assert sign * correlation > 0.8
+
+
+def test_posterior_interpolates_and_pending_points_reduce_variance() -> None:
+    data = _two_tasks(1.0, n=8)
+    model, state = fit_icm_gp(data, rank=1)
+    x_train = torch.as_tensor(data.x[data.task == 1][:5])
+    mean, var = model.posterior(x_train, 1)
+    np.testing.assert_allclose(mean.detach().numpy(), data.y[data.task == 1][:5], atol=0.15)
+    far = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    _, before = model.posterior(far, 1)
+    _, after = model.condition_on(far, 1).posterior(far, 1)
+    assert float(after) < 0.2 * float(before)
+    assert compatible_state(state, 2, 2, 1) is state
+    assert compatible_state(state, 3, 2, 1) is None
+
+
+def test_warm_start_and_duplicate_inputs_are_handled() -> None:
+    data = _two_tasks(1.0)
+    doubled = TrainingData(
+        np.concatenate([data.x, data.x]), np.concatenate([data.task, data.task]),
+        np.concatenate([data.y, data.y]), 2,
+    )
+    _, state = fit_icm_gp(data, rank=1)
+    model, _ = fit_icm_gp(doubled, rank=1, previous_state=state, max_iter=10)
+    mean, var = model.posterior(torch.as_tensor(data.x[:3]), 0)
+    assert torch.isfinite(mean).all() and (var > 0).all()
+
+
+def test_cholesky_jitter_and_failure() -> None:
+    singular = torch.ones(4, 4, dtype=torch.float64)
+    assert torch.isfinite(_cholesky_with_jitter(singular)).all()
+    with pytest.raises(ModelFitError):
+        _cholesky_with_jitter(-torch.eye(3, dtype=torch.float64))

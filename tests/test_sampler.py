@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+import math
+
+import numpy as np
+import optuna
+from optuna.samplers import BaseSampler
+from optuna.testing.pytest_samplers import BasicSamplerTestCase
+from optuna.testing.pytest_samplers import RelativeSamplerTestCase
+from optuna.testing.pytest_samplers import SingleOnlySamplerTestCase
+import pytest
+
+from optuna_metabo import MetaBOSampler
+from optuna_metabo import USER_ATTR_ACQUISITION
+from optuna_metabo import USER_ATTR_PREDICTED_MEAN
+from optuna_metabo import USER_ATTR_PREDICTED_STD
+from optuna_metabo import USER_ATTR_SOURCE
+
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class TestMetaBOSamplerContract(
+    BasicSamplerTestCase, RelativeSamplerTestCase, SingleOnlySamplerTestCase
+):
+    @pytest.fixture
+    def sampler(self) -> Callable[[], BaseSampler]:
+        return lambda: MetaBOSampler(seed=0, warn_independent_sampling=False)
+
+
+def _quadratic(shift: float, scale: float = 1.0) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -2.0, 2.0)
+        y = trial.suggest_float("y", -2.0, 2.0)
+        n = trial.suggest_int("n", 0, 4)
+        return scale * ((x - shift) ** 2 + (y + shift) ** 2 + 0.1 * (n - 2) ** 2)
+
+    return objective
+
+
+def _priors(shifts: list[float], n_trials: int = 25) -> optuna.storages.BaseStorage:
+    storage = optuna.storages.InMemoryStorage()
+    for i, shift in enumerate(shifts):
+        study = optuna.create_study(
+            storage=storage,
+            study_name=f"prior-{i}",
+            sampler=optuna.samplers.RandomSampler(seed=i),
+        )
+        study.optimize(_quadratic(shift, scale=1.0 + i), n_trials=n_trials)
+    return storage
+
+
+def test_first_trial_already_uses_the_priors() -> None:
+    storage = _priors([0.5, 0.6])
+    sampler = MetaBOSampler(prior_storage=storage, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(_quadratic(0.55), n_trials=1)
+    trial = study.trials[0]
+    assert trial.user_attrs[USER_ATTR_SOURCE] == "prior_design"
+    best_prior_values = [
+        optuna.load_study(study_name=f"prior-{i}", storage=storage).best_params for i in range(2)
+    ]
+    # The first point is one of the priors' best configurations, not a random one.
+    candidates = [
+        t.params
+        for i in range(2)
+        for t in sorted(
+            optuna.load_study(study_name=f"prior-{i}", storage=storage).trials,
+            key=lambda t: t.value,
+        )[:3]
+    ]
+    assert any(np.allclose(list(trial.params.values()), list(c.values())) for c in candidates)
+    assert best_prior_values
+
+
+def test_user_attrs_and_prior_summary() -> None:
+    storage = _priors([0.5, -0.5])
+    sampler = MetaBOSampler(prior_storage=storage, seed=0, n_prior_design_trials=1)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(_quadratic(0.5), n_trials=3)
+    last = study.trials[-1]
+    assert last.user_attrs[USER_ATTR_SOURCE] == "model"
+    assert last.user_attrs[USER_ATTR_PREDICTED_STD] >= 0
+    assert math.isfinite(last.user_attrs[USER_ATTR_PREDICTED_MEAN])
+    assert math.isfinite(last.user_attrs[USER_ATTR_ACQUISITION])
+    summary = sampler.prior_summary()
+    assert [u["study_name"] for u in summary["used"]] == ["prior-0", "prior-1"]
+    assert all(u["n_trials_used"] == 25 for u in summary["used"])
+    similarity = summary["task_similarity"]
+    assert set(similarity) == {"prior-0", "prior-1"}
+    assert all(-1.0 <= v <= 1.0 for v in similarity.values())
+
+
+def test_same_seed_gives_same_suggestions() -> None:
+    storage = _priors([0.3])
+
+    def params(seed: int) -> list[dict]:
+        study = optuna.create_study(sampler=MetaBOSampler(prior_storage=storage, seed=seed))
+        study.optimize(_quadratic(0.2), n_trials=5)
+        return [t.params for t in study.trials]
+
+    assert params(3) == params(3)
+
+
+def test_without_priors_it_is_a_plain_gp_sampler() -> None:
+    sampler = MetaBOSampler(seed=0, n_startup_trials=3)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(_quadratic(0.0), n_trials=8)
+    sources = [t.user_attrs[USER_ATTR_SOURCE] for t in study.trials]
+    # Trial 0 defines the search space, so the independent sampler draws it.
+    assert sources[:3] == ["independent", "startup", "startup"]
+    assert set(sources[3:]) == {"model"}
+    assert study.best_value < 1.0
+
+
+def test_multi_objective_target_is_a_clear_error() -> None:
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=MetaBOSampler())
+    with pytest.raises(ValueError, match="single-objective"):
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
+
+
+def test_conditional_parameters_go_to_the_independent_sampler() -> None:
+    sampler = MetaBOSampler(seed=0, n_startup_trials=2, warn_independent_sampling=False)
+
+    def objective(trial: optuna.Trial) -> float:
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        x = trial.suggest_float("x", 0, 1)
+        extra = trial.suggest_float(f"extra_{kind}", 0, 1)
+        return x + extra
+
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    assert len(study.trials) == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_transfer_beats_no_transfer_after_five_trials() -> None:
+    regrets: dict[str, list[float]] = {"transfer": [], "plain": []}
+    for seed in range(3):
+        rng = np.random.RandomState(seed)
+        shifts = list(rng.uniform(0.8, 1.2, size=3))
+        storage = _priors(shifts, n_trials=30)
+        target = _quadratic(float(np.mean(shifts)))
+        for label, sampler in {
+            "transfer": MetaBOSampler(prior_storage=storage, seed=seed),
+            "plain": MetaBOSampler(seed=seed, n_startup_trials=3),
+        }.items():
+            study = optuna.create_study(sampler=sampler)
+            study.optimize(target, n_trials=5)
+            regrets[label].append(study.best_value)
+    assert np.mean(regrets["transfer"]) < 0.25 * np.mean(regrets["plain"])
