@@ -117,6 +117,7 @@ class MetaBOSampler(BaseSampler):
             device=device,
         )
         self._engine: ProposalEngine | None = None
+        self._encoded_cache: tuple[Any, list[EncodedPrior], list[SkippedPrior]] | None = None
         self._warn_independent_sampling = warn_independent_sampling
         self._intersection = IntersectionSearchSpace()
         self._summary: dict[str, Any] = {"used": [], "skipped": [], "task_similarity": {}}
@@ -237,6 +238,17 @@ class MetaBOSampler(BaseSampler):
 
     def _encoded_priors(self, study: Study, space: SearchSpace) -> list[EncodedPrior]:
         tasks, skipped = self._load_priors(study)
+        # Tasks are the loader's cached objects, so identity tells whether a prior changed.
+        key = (repr(space.distributions), tuple(id(t) for t in tasks), len(skipped))
+        if self._encoded_cache is None or self._encoded_cache[0] != key:
+            self._encoded_cache = (key, *self._encode_priors(tasks, skipped, space))
+        _, encoded, all_skipped = self._encoded_cache
+        self._update_summary(encoded, all_skipped)
+        return encoded
+
+    def _encode_priors(
+        self, tasks: list[PriorTask], skipped: list[SkippedPrior], space: SearchSpace
+    ) -> tuple[list[EncodedPrior], list[SkippedPrior]]:
         per_study = max(1, self._max_prior_trials // max(len(tasks), 1))
         encoded: list[EncodedPrior] = []
         skipped = list(skipped)
@@ -244,11 +256,11 @@ class MetaBOSampler(BaseSampler):
             # Subsampling uses its own seeded stream so it is identical on every trial.
             result = encode_task(task, space, per_study, np.random.RandomState(0))
             if isinstance(result, SkippedPrior):
+                _logger.warning("Skipping prior study %r: %s.", result.name, result.reason)
                 skipped.append(result)
             else:
                 encoded.append(result)
-        self._update_summary(encoded, skipped)
-        return encoded
+        return encoded, skipped
 
     def _propose(
         self,

@@ -24,6 +24,9 @@ from optuna.distributions import IntDistribution
 # A prior value may lie this far (in normalized units) outside the target's range and still be
 # used: it still tells the model about the trend near the boundary. Farther values are dropped.
 OUT_OF_RANGE_MARGIN = 0.25
+# Discrete parameters with more grid values than this are optimized like continuous ones by
+# L-BFGS-B and rounded afterwards, instead of searched exhaustively.
+MAX_EXHAUSTIVE_GRID = 64
 
 
 @dataclass(frozen=True)
@@ -71,18 +74,34 @@ class _NumericalColumn:
         dist = self.distribution
         if isinstance(dist, IntDistribution):
             step = dist.step if not dist.log else 1
-            value = dist.low + round((raw - dist.low) / step) * step
-            return int(min(max(value, dist.low), dist.high))
+            grid_value = dist.low + round((raw - dist.low) / step) * step
+            return int(min(max(grid_value, dist.low), dist.high))
         if dist.step is not None:
             n_steps = round((raw - dist.low) / dist.step)
-            value = dist.low + n_steps * dist.step
-            return float(min(max(value, dist.low), dist.high))
+            stepped = dist.low + n_steps * dist.step
+            return float(min(max(stepped, dist.low), dist.high))
         return float(min(max(raw, dist.low), dist.high))
 
-    def grid(self) -> np.ndarray | None:
-        """The normalized grid values of a discrete parameter, or None if continuous."""
+    def snap_column(self, x: np.ndarray) -> np.ndarray:
+        """Rounds normalized values ``(n,)`` onto the parameter's grid (clips if continuous)."""
+        x = np.clip(x, 0.0, 1.0)
+        if isinstance(self.distribution, FloatDistribution) and self.distribution.step is None:
+            return x
+        return np.array([self.encode(float(self.decode(v))) for v in x])
+
+    @property
+    def is_discrete(self) -> bool:
         dist = self.distribution
-        if isinstance(dist, FloatDistribution) and dist.step is None:
+        return not (isinstance(dist, FloatDistribution) and dist.step is None)
+
+    def grid(self) -> np.ndarray | None:
+        """Normalized grid values of a discrete parameter with at most ``MAX_EXHAUSTIVE_GRID``
+        values; None for continuous parameters and larger grids."""
+        dist = self.distribution
+        if not self.is_discrete:
+            return None
+        n_values = (dist.high - dist.low) / (dist.step or 1) + 1
+        if n_values > MAX_EXHAUSTIVE_GRID:
             return None
         if isinstance(dist, IntDistribution):
             step = dist.step if not dist.log else 1
@@ -213,7 +232,14 @@ class SearchSpace:
 
     def snap(self, rows: np.ndarray) -> np.ndarray:
         """Projects rows of shape ``(n, dim)`` onto the feasible points of the space."""
-        return np.array([self.encode(self.decode(row)) for row in rows]).reshape(rows.shape)
+        out = np.clip(np.nan_to_num(np.asarray(rows, dtype=float), nan=0.5), 0.0, 1.0)
+        for num in self._numerical:
+            if num.is_discrete:
+                out[:, num.column] = num.snap_column(out[:, num.column])
+        for cat in self._categorical:
+            block = out[:, cat.columns]
+            out[:, cat.columns] = np.eye(block.shape[1])[block.argmax(axis=1)]
+        return out
 
     def sobol_point(self, index: int, seed: int) -> np.ndarray:
         """Row ``index`` of a scrambled Sobol sequence fixed by ``seed``, snapped: ``(dim,)``."""
