@@ -1,0 +1,187 @@
+"""Problem interface shared by all benchmark problems, and a registry for problem plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence
+import math
+from typing import Any
+from typing import Literal
+
+import numpy as np
+import optuna
+
+
+Direction = Literal["minimize", "maximize"]
+
+
+class RandomTrial:
+    """A minimal stand-in for :class:`optuna.trial.Trial` that samples uniformly at random.
+
+    It lets a define-by-run ``suggest`` function (conditional spaces included) draw the random
+    configurations used to estimate regret bounds, without the overhead of a study.
+
+    Args:
+        rng: Random generator to draw from.
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self.params: dict[str, Any] = {}
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None
+    ) -> float:
+        """Draw a float (log-uniform when ``log``), like ``Trial.suggest_float``."""
+        if log:
+            value = float(math.exp(self._rng.uniform(math.log(low), math.log(high))))
+        else:
+            value = float(self._rng.uniform(low, high))
+        if step is not None:
+            value = low + round((value - low) / step) * step
+        self.params[name] = value
+        return value
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        """Draw an integer (log-uniform when ``log``), like ``Trial.suggest_int``."""
+        if log:
+            lo, hi = math.log(low - 0.5), math.log(high + 0.5)
+            value = int(min(high, max(low, round(math.exp(self._rng.uniform(lo, hi))))))
+        else:
+            value = int(self._rng.integers(low, high + 1))
+        self.params[name] = value
+        return value
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        """Draw one of ``choices`` uniformly, like ``Trial.suggest_categorical``."""
+        value = choices[int(self._rng.integers(len(choices)))]
+        self.params[name] = value
+        return value
+
+
+class Problem:
+    """A family of related tasks sharing one search space.
+
+    Subclasses implement :meth:`tasks`, :meth:`suggest` and :meth:`evaluate`. A task is named by
+    a string id. Runs use a leave-one-out protocol: the target task is optimized, prior studies
+    come from :meth:`prior_pool`.
+
+    Args:
+        name: Problem name used in study names and reports (no spaces or dashes).
+        direction: ``"minimize"`` or ``"maximize"``.
+    """
+
+    family: str = "synthetic"
+
+    def __init__(self, name: str, direction: Direction = "minimize") -> None:
+        self.name = name
+        self.direction = direction
+
+    def tasks(self) -> list[str]:
+        """Return all task ids of the family."""
+        raise NotImplementedError
+
+    def all_targets(self) -> list[str]:
+        """Return every task that may be a target."""
+        return self.tasks()
+
+    def default_targets(self) -> list[str]:
+        """Return the target tasks used when none are given (the first four targets)."""
+        return self.all_targets()[:4]
+
+    def prior_pool(self, target: str) -> list[str]:
+        """Return the tasks that priors for ``target`` may be drawn from.
+
+        Args:
+            target: The target task id.
+        """
+        return [t for t in self.tasks() if t != target]
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Define the search space on ``trial`` (Optuna trial or :class:`RandomTrial`).
+
+        Args:
+            trial: Object with ``suggest_float``/``suggest_int``/``suggest_categorical``.
+        """
+        raise NotImplementedError
+
+    def evaluate(self, task: str, params: dict[str, Any]) -> float:
+        """Return the objective value of ``params`` on ``task``.
+
+        Args:
+            task: Task id.
+            params: Parameters as returned by :meth:`suggest`.
+        """
+        raise NotImplementedError
+
+    def evaluate_many(self, task: str, params: list[dict[str, Any]]) -> np.ndarray:
+        """Vectorized :meth:`evaluate`; override when a batch is cheaper.
+
+        Args:
+            task: Task id.
+            params: List of parameter dicts.
+        """
+        return np.array([self.evaluate(task, p) for p in params], dtype=float)
+
+    def random_values(self, task: str, n: int, seed: int) -> np.ndarray:
+        """Evaluate ``n`` uniformly random configurations (used for regret bounds).
+
+        Args:
+            task: Task id.
+            n: Number of configurations.
+            seed: Seed of the random generator.
+        """
+        rng = np.random.default_rng(seed)
+        configs = []
+        for _ in range(n):
+            trial = RandomTrial(rng)
+            self.suggest(trial)
+            configs.append(trial.params)
+        return self.evaluate_many(task, configs)
+
+    def known_optimum(self, task: str) -> float | None:
+        """Return the exact optimum of ``task`` when known analytically, else ``None``.
+
+        Args:
+            task: Task id.
+        """
+        return None
+
+    def static_bounds(self, task: str) -> tuple[float, float] | None:
+        """Return fixed ``(best, worst)`` regret bounds, or ``None`` to estimate them.
+
+        Args:
+            task: Task id.
+        """
+        return None
+
+    def objective(self, task: str) -> Callable[[optuna.Trial], float]:
+        """Return an Optuna objective for ``task``.
+
+        Args:
+            task: Task id.
+        """
+
+        def _objective(trial: optuna.Trial) -> float:
+            return self.evaluate(task, self.suggest(trial))
+
+        return _objective
+
+
+ProblemFactory = Callable[[], Problem]
+_REGISTRY: dict[str, ProblemFactory] = {}
+
+
+def register_problem(name: str, factory: ProblemFactory) -> None:
+    """Register a problem plugin under ``name``.
+
+    Args:
+        name: Problem name used on the command line (``--problems``).
+        factory: Zero-argument callable returning the :class:`Problem`.
+    """
+    _REGISTRY[name] = factory
+
+
+def registered_problems() -> dict[str, ProblemFactory]:
+    """Return a copy of the problem registry."""
+    return dict(_REGISTRY)

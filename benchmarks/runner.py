@@ -1,0 +1,423 @@
+"""Run (problem, target, sampler, seed) benchmark runs into Optuna studies.
+
+Every run is a study named ``run-<problem>-<target>-<sampler>-s<seed>-<protocol>`` whose user
+attributes (``bench:*``) record problem, target, sampler, seed and protocol. A run is optimized
+in memory and then written to the benchmark storage in one go, followed by
+``bench:complete=True``, so an interrupted run is simply redone and completed runs are skipped:
+re-running a command (or adding a sampler to it) only runs what is missing. Prior studies
+``prior-<problem>-<task>-s<seed>-<sampler><trials>`` live in the same storage and are shared by
+all samplers and targets of a seed. CLI: ``python -m benchmarks.runner --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+import multiprocessing
+import os
+from pathlib import Path
+import sys
+import time
+import zlib
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage
+
+from benchmarks import DEFAULT_STORAGE
+from benchmarks.problems import get_problem
+from benchmarks.problems import Problem
+from benchmarks.problems import problem_names
+from benchmarks.samplers import DEFAULT_SAMPLERS
+from benchmarks.samplers import PriorContext
+from benchmarks.samplers import SAMPLERS
+from benchmarks.samplers import TimedSampler
+
+
+COMPLETE = "bench:complete"
+STORAGE_ENV = "METABO_BENCH_STORAGE"
+NO_PRUNING = optuna.pruners.NopPruner()
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Knobs of the leave-one-task-out transfer protocol.
+
+    Args:
+        n_priors: Number of prior tasks drawn per (target, seed).
+        prior_trials: Trials per prior study.
+        prior_sampler: ``"tpe"`` or ``"random"``, the sampler that made the priors.
+        budget: Trials on the target task.
+    """
+
+    n_priors: int = 10
+    prior_trials: int = 50
+    prior_sampler: str = "tpe"
+    budget: int = 40
+
+    @property
+    def tag(self) -> str:
+        """Short identifier used in study names, e.g. ``k10-p50tpe-b40``."""
+        return f"k{self.n_priors}-p{self.prior_trials}{self.prior_sampler}-b{self.budget}"
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Identifies one run.
+
+    Args:
+        problem: Problem name.
+        target: Target task id.
+        sampler: Sampler registry name.
+        seed: Seed (drives prior task choice, prior studies and the sampler).
+    """
+
+    problem: str
+    target: str
+    sampler: str
+    seed: int
+
+    def study_name(self, protocol: Protocol) -> str:
+        """Name of the run's study under ``protocol``."""
+        return f"run-{self.problem}-{self.target}-{self.sampler}-s{self.seed}-{protocol.tag}"
+
+
+def get_storage(url: str | BaseStorage) -> BaseStorage:
+    """Build a storage from a URL; SQLite gets a long lock timeout and its folder created.
+
+    Args:
+        url: Any Optuna storage URL (``sqlite:///``, ``postgresql://``, ...), a journal file
+            path ending in ``.log``/``.jsonl``, or a storage object.
+    """
+    if isinstance(url, BaseStorage):
+        return url
+    if url not in _STORAGES:
+        _STORAGES[url] = _make_storage(url)
+    return _STORAGES[url]
+
+
+_STORAGES: dict[str, BaseStorage] = {}
+
+
+def _make_storage(url: str) -> BaseStorage:
+    if url.endswith((".log", ".jsonl")) and "://" not in url:
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url))
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 300}})
+    return optuna.storages.get_storage(url)
+
+
+def _stable_seed(*parts: object) -> int:
+    return zlib.crc32("/".join(map(str, parts)).encode()) % (2**31 - 1)
+
+
+def prior_tasks(problem: Problem, target: str, seed: int, protocol: Protocol) -> list[str]:
+    """Draw the prior tasks of (target, seed): ``n_priors`` tasks from the prior pool.
+
+    Args:
+        problem: The problem.
+        target: Target task id (never among the priors).
+        seed: Seed of the draw.
+        protocol: Protocol knobs.
+    """
+    pool = problem.prior_pool(target)
+    rng = np.random.default_rng(_stable_seed(problem.name, target, seed))
+    idx = sorted(rng.choice(len(pool), size=min(protocol.n_priors, len(pool)), replace=False))
+    return [pool[i] for i in idx]
+
+
+def prior_name(problem: str, task: str, seed: int, protocol: Protocol) -> str:
+    """Name of the prior study of ``task`` for ``seed`` (shared by all targets and samplers).
+
+    Args:
+        problem: Problem name.
+        task: Prior task id.
+        seed: Seed.
+        protocol: Protocol knobs (prior sampler and trials are part of the name).
+    """
+    return f"prior-{problem}-{task}-s{seed}-{protocol.prior_sampler}{protocol.prior_trials}"
+
+
+def _complete_names(storage: BaseStorage) -> set[str]:
+    return {
+        s.study_name
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.user_attrs.get(COMPLETE)
+    }
+
+
+def _is_complete(storage: BaseStorage, name: str) -> bool:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return bool(storage.get_study_user_attrs(study_id).get(COMPLETE))
+
+
+def _write_study(
+    storage: BaseStorage, name: str, source: optuna.Study, attrs: dict[str, object]
+) -> None:
+    """Copy an in-memory study into ``storage`` under ``name``; mark it complete last."""
+    if name in optuna.get_all_study_names(storage):
+        optuna.delete_study(study_name=name, storage=storage)  # left by an interrupted run
+    dst = optuna.create_study(study_name=name, storage=storage, direction=source.direction)
+    for key, value in attrs.items():
+        dst.set_user_attr(key, value)
+    dst.add_trials(source.trials)
+    dst.set_user_attr(COMPLETE, True)
+
+
+def ensure_prior(
+    problem_name: str, task: str, seed: int, protocol: Protocol, storage: str | BaseStorage
+) -> str:
+    """Create the prior study of (task, seed) unless it is already stored; return its name.
+
+    Args:
+        problem_name: Problem name.
+        task: Prior task id.
+        seed: Seed.
+        protocol: Protocol knobs.
+        storage: Benchmark storage.
+    """
+    storage = get_storage(storage)
+    name = prior_name(problem_name, task, seed, protocol)
+    if _is_complete(storage, name):
+        return name
+    problem = get_problem(problem_name)
+    pseed = _stable_seed(problem_name, task, seed, "prior")
+    sampler = (
+        optuna.samplers.RandomSampler(seed=pseed)
+        if protocol.prior_sampler == "random"
+        else optuna.samplers.TPESampler(seed=pseed)
+    )
+    study = optuna.create_study(direction=problem.direction, sampler=sampler, pruner=NO_PRUNING)
+    study.optimize(problem.objective(task), n_trials=protocol.prior_trials)
+    attrs: dict[str, object] = {"bench:role": "prior", "bench:problem": problem_name}
+    attrs["bench:task"] = task
+    attrs |= {"bench:seed": seed, "bench:prior_sampler": protocol.prior_sampler}
+    _write_study(storage, name, study, attrs)
+    return name
+
+
+def run_one(key: RunKey, protocol: Protocol, storage: str | BaseStorage) -> str:
+    """Run one benchmark run unless it is already stored; return a status line.
+
+    Args:
+        key: Which run.
+        protocol: Protocol knobs.
+        storage: Benchmark storage (URL or object).
+    """
+    storage = get_storage(storage)
+    name = key.study_name(protocol)
+    if _is_complete(storage, name):
+        return f"skipped (stored) {name}"
+    spec = SAMPLERS[key.sampler]
+    reason = spec.unavailable()
+    if reason:
+        return f"skipped (unavailable) {name}: {reason}"
+    problem = get_problem(key.problem)
+    tasks = prior_tasks(problem, key.target, key.seed, protocol)
+    names = [prior_name(key.problem, t, key.seed, protocol) for t in tasks]
+    if spec.uses_priors:
+        for task in tasks:
+            ensure_prior(key.problem, task, key.seed, protocol, storage)
+    priors = PriorContext(names, storage, problem.direction)
+    start = time.perf_counter()
+    sampler = TimedSampler(spec.factory(key.seed, priors))
+    study = optuna.create_study(direction=problem.direction, sampler=sampler, pruner=NO_PRUNING)
+    if spec.setup is not None:
+        spec.setup(study, priors)
+    study.optimize(problem.objective(key.target), n_trials=protocol.budget)
+    attrs: dict[str, object] = {f"bench:{k}": v for k, v in asdict(key).items()}
+    attrs |= {"bench:role": "run", "bench:family": problem.family, "bench:protocol": protocol.tag}
+    attrs |= {f"bench:{k}": v for k, v in asdict(protocol).items()}
+    attrs |= {"bench:prior_studies": names if spec.uses_priors else [], "bench:wall_seconds": 0.0}
+    attrs |= {"bench:direction": problem.direction, "bench:optuna": optuna.__version__}
+    attrs["bench:wall_seconds"] = time.perf_counter() - start
+    _write_study(storage, name, study, attrs)
+    return f"done {name} ({attrs['bench:wall_seconds']:.1f}s)"
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _safe_run(args: tuple[RunKey, Protocol, str]) -> str:
+    try:
+        return run_one(*args)
+    except Exception as exc:  # one broken run must not stop a full benchmark
+        return f"FAILED {args[0].study_name(args[1])}: {type(exc).__name__}: {exc}"
+
+
+def _safe_prior(args: tuple[str, str, int, Protocol, str]) -> str:
+    try:
+        return f"prior {ensure_prior(*args)}"
+    except Exception as exc:
+        return f"FAILED prior {args[:3]}: {type(exc).__name__}: {exc}"
+
+
+def resolve_targets(problem: Problem, targets: str | Sequence[str] | None) -> list[str]:
+    """Pick targets: ``None`` means defaults, ``"all"`` all, ``"N"`` the first N defaults.
+
+    Args:
+        problem: The problem.
+        targets: Selection; a list keeps the ids that belong to ``problem``.
+    """
+    if targets is None:
+        return problem.default_targets()
+    if isinstance(targets, str):
+        if targets == "all":
+            return problem.all_targets()
+        if targets.isdigit():
+            return problem.default_targets()[: int(targets)]
+        targets = targets.split(",")
+    return [t for t in targets if t in problem.all_targets()]
+
+
+def plan(
+    problems: Iterable[str],
+    samplers: Iterable[str],
+    seeds: Iterable[int],
+    targets: str | Sequence[str] | None = None,
+) -> list[RunKey]:
+    """List the runs of a benchmark.
+
+    Args:
+        problems: Problem names.
+        samplers: Sampler names.
+        seeds: Seeds.
+        targets: Target selection, see :func:`resolve_targets`.
+    """
+    keys = []
+    for p in problems:
+        for t in resolve_targets(get_problem(p), targets):
+            keys += [RunKey(p, t, s, seed) for seed in seeds for s in samplers]
+    return keys
+
+
+def run_all(
+    keys: Sequence[RunKey],
+    protocol: Protocol,
+    storage: str = DEFAULT_STORAGE,
+    jobs: int = 1,
+    log: bool = True,
+) -> list[str]:
+    """Run every missing run of ``keys`` (priors first), with ``jobs`` processes.
+
+    Args:
+        keys: Runs, e.g. from :func:`plan`.
+        protocol: Protocol knobs.
+        storage: Storage URL (a URL, so that worker processes can open it).
+        jobs: Number of worker processes; 1 runs in this process.
+        log: Print one line per finished run.
+    """
+    done = _complete_names(get_storage(storage))
+    status: list[str] = []
+    todo, unavailable = [], {}
+    for k in keys:
+        reason = SAMPLERS[k.sampler].unavailable()
+        if k.study_name(protocol) in done:
+            status.append(f"skipped (stored) {k.study_name(protocol)}")
+        elif reason:
+            unavailable[k.sampler] = reason
+            status.append(f"skipped (unavailable) {k.study_name(protocol)}: {reason}")
+        else:
+            todo.append(k)
+    for sampler, reason in unavailable.items():
+        print(f"[bench] sampler {sampler!r} skipped: {reason}", file=sys.stderr)
+    priors = sorted(
+        {
+            (k.problem, t, k.seed, protocol, storage)
+            for k in todo
+            if SAMPLERS[k.sampler].uses_priors
+            for t in prior_tasks(get_problem(k.problem), k.target, k.seed, protocol)
+            if prior_name(k.problem, t, k.seed, protocol) not in done
+        },
+        key=str,
+    )
+    work = [(k, protocol, storage) for k in todo]
+    if jobs <= 1:
+        _init_worker()
+        results = [_safe_prior(a) for a in priors] + [_safe_run(a) for a in work]
+        if log:
+            print("\n".join(results), file=sys.stderr)
+        return status + results
+    results = []
+    with multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker) as pool:
+        for i, line in enumerate(pool.imap_unordered(_safe_prior, priors), 1):
+            results.append(line)
+            if log and (i % 10 == 0 or i == len(priors) or line.startswith("FAILED")):
+                print(f"[bench prior {i}/{len(priors)}] {line}", file=sys.stderr, flush=True)
+        for i, line in enumerate(pool.imap_unordered(_safe_run, work), 1):
+            results.append(line)
+            if log:
+                print(f"[bench {i}/{len(work)}] {line}", file=sys.stderr, flush=True)
+    return status + results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point.
+
+    Args:
+        argv: Arguments (defaults to ``sys.argv``).
+    """
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.runner", description=__doc__)
+    parser.add_argument("--problems", default="all", help="comma list or 'all' or 'synthetic'")
+    parser.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS))
+    parser.add_argument("--targets", default=None, help="N (first N), 'all', or comma ids")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--n-priors", type=int, default=10)
+    parser.add_argument("--prior-trials", type=int, default=50)
+    parser.add_argument("--prior-sampler", choices=("tpe", "random"), default="tpe")
+    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    protocol = Protocol(args.n_priors, args.prior_trials, args.prior_sampler, args.budget)
+    keys = plan(
+        expand_problems(args.problems), args.samplers.split(","), range(args.seeds), args.targets
+    )
+    results = run_all(keys, protocol, args.storage, args.jobs)
+    failed = [r for r in results if r.startswith("FAILED")]
+    done = sum(r.startswith("done") for r in results)
+    print(
+        f"[bench] {len(keys)} runs planned, {done} run now, {len(failed)} failed", file=sys.stderr
+    )
+    return 1 if failed else 0
+
+
+def expand_problems(spec: str) -> list[str]:
+    """Expand ``all``/``synthetic`` and comma lists into problem names.
+
+    Args:
+        spec: Problem selection.
+    """
+    from benchmarks.problems import SMOKE
+    from benchmarks.problems import SYNTHETIC
+
+    names: list[str] = []
+    for part in spec.split(","):
+        if part == "all":
+            names += [n for n in problem_names() if n not in SMOKE]
+        elif part == "synthetic":
+            names += list(SYNTHETIC)
+        else:
+            names.append(part)
+    return list(dict.fromkeys(names))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
