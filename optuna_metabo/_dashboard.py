@@ -21,8 +21,10 @@ publishing is logged once as a warning and never reaches the sampler.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
+from contextlib import contextmanager
 import json
 import logging
 import math
@@ -49,13 +51,15 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 PLOT_ID_SIMILARITY = "metabo-task-similarity"
-PLOT_ID_SLICES = "metabo-slices"
+PLOT_ID_SLICES = "metabo-slices"  # A second figure, if any, gets the suffix "-2".
 PLOT_ID_HISTORY = "metabo-history"
 PLOT_IDS = (PLOT_ID_SIMILARITY, PLOT_ID_SLICES, PLOT_ID_HISTORY)
 NOTE_TITLE = "MetaBOSampler: transfer from prior studies"
 MAX_SLICE_PARAMS = 8
+SLICE_PARAMS_PER_FIGURE = 4
 SLICE_POINTS = 50
 _SIMILARITY_TOLERANCE = 0.05
+_LOG_EI_RANGE = 30.0
 _SOURCES = ("prior_design", "model", "startup", "independent", "fallback")
 _SOURCE_COLORS = {
     "prior_design": "#ff7f0e",
@@ -89,7 +93,7 @@ class DashboardPublisher:
             docstring); ``1.0`` turns the time guard off.
     """
 
-    def __init__(self, every_n_trials: int | None = 5, max_overhead: float = 0.05) -> None:
+    def __init__(self, every_n_trials: int | None = 5, max_overhead: float = 0.03) -> None:
         if every_n_trials is not None and every_n_trials < 0:
             raise ValueError(f"every_n_trials must be >= 0 or None, not {every_n_trials}.")
         if not 0.0 < max_overhead <= 1.0:
@@ -97,11 +101,12 @@ class DashboardPublisher:
         self.every_n_trials = every_n_trials or 0
         self.max_overhead = max_overhead
         self.seconds_spent = 0.0
+        self.import_seconds = 0.0
         self.n_notes = 0
         self.n_plot_refreshes = 0
         self._api: tuple[Any, Any] | None = None
         self._unavailable = False
-        self._warned = False
+        self._warned: set[str] = set()
         self._study_key: tuple[int, int] | None = None
         self._reset()
 
@@ -146,20 +151,25 @@ class DashboardPublisher:
         try:
             self._publish(study, trial, space, priors, proposal, engine, summary)
         except Exception as error:  # Publishing must never break sampling.
-            if not self._warned:
-                self._warned = True
-                _logger.warning(
-                    "MetaBOSampler could not write its optuna-dashboard note or plots "
-                    "(%s: %s); sampling continues.",
-                    type(error).__name__,
-                    error,
-                )
+            self._warn("note or plots", error)
         finally:
             self.seconds_spent += time.perf_counter() - start
+
+    def _warn(self, what: str, error: Exception) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            _logger.warning(
+                "MetaBOSampler could not write its optuna-dashboard %s (%s: %s); sampling "
+                "continues.",
+                what,
+                type(error).__name__,
+                error,
+            )
 
     # ---------------------------------------------------------------------------- internals
     def _load_api(self) -> tuple[Any, Any] | None:
         if self._api is None and not self._unavailable:
+            start = time.perf_counter()
             try:
                 from optuna_dashboard import save_note
                 from optuna_dashboard import save_plotly_graph_object
@@ -169,6 +179,7 @@ class DashboardPublisher:
                 _logger.debug("optuna-dashboard output disabled: %s", error)
                 return None
             self._api = (save_note, save_plotly_graph_object)
+            self.import_seconds = time.perf_counter() - start
         return self._api
 
     def _publish(
@@ -207,27 +218,37 @@ class DashboardPublisher:
         )
         if not note_due:
             return
-        direction = study.direction
-        sources = _source_counts(study)
-        note = transfer_note(summary, n_done, trial.number, sources, _best(completed, direction))
-        save_note(study, note)
-        self.n_notes += 1
         self._last_note_key, self._last_similarity = note_key, similarity
-        if plots_due:
-            figure = similarity_figure(summary, self._similarity_history)
-            save_plot(study, figure, graph_object_id=PLOT_ID_SIMILARITY)
-            save_plot(study, history_figure(study), graph_object_id=PLOT_ID_HISTORY)
-            slices = self._slice_figure(study, trial, space, priors, proposal, engine, completed)
-            if slices is not None:
-                save_plot(study, slices, graph_object_id=PLOT_ID_SLICES)
+        if plots_due:  # Set before writing, so that a failing refresh is not retried at once.
             self._last_plot_n = n_done
-            self.n_plot_refreshes += 1
-        cost = time.perf_counter() - start
-        self._next_allowed = time.perf_counter() + cost * (1.0 - self.max_overhead) / max(
-            self.max_overhead, 1e-9
-        )
+        try:
+            direction = study.direction
+            sources = _source_counts(study)
+            best = _best(completed, direction)
+            save_note(study, transfer_note(summary, n_done, trial.number, sources, best))
+            self.n_notes += 1
+            if plots_due:
+                figure = similarity_figure(summary, self._similarity_history)
+                save_plot(study, figure, graph_object_id=PLOT_ID_SIMILARITY)
+                save_plot(study, history_figure(study), graph_object_id=PLOT_ID_HISTORY)
+                try:
+                    slices = self._slice_figures(
+                        study, trial, space, priors, proposal, engine, completed
+                    )
+                except Exception as error:  # The model's internals may change; keep the rest.
+                    slices = []
+                    self._warn("slice plot", error)
+                for i, figure in enumerate(slices):
+                    suffix = f"-{i + 1}" if i else ""
+                    save_plot(study, figure, graph_object_id=PLOT_ID_SLICES + suffix)
+                self.n_plot_refreshes += 1
+        finally:
+            if self.n_plot_refreshes > 1 or not plots_due:  # The first refresh pays warm-ups.
+                cost = time.perf_counter() - start
+                wait = cost * (1.0 - self.max_overhead) / self.max_overhead
+                self._next_allowed = max(self._next_allowed, time.perf_counter() + wait)
 
-    def _slice_figure(
+    def _slice_figures(
         self,
         study: Study,
         trial: FrozenTrial,
@@ -236,13 +257,13 @@ class DashboardPublisher:
         proposal: Proposal,
         engine: ProposalEngine | None,
         completed: list[FrozenTrial],
-    ) -> Any:
+    ) -> list[Any]:
         if engine is None or space.dim == 0:
-            return None
+            return []
         view = ModelView.from_engine(engine, space, list(priors), completed, study.direction)
         if view is None:
-            return None
-        return slice_figure(view, space, proposal.x, trial.number, completed)
+            return []
+        return slice_figures(view, space, proposal.x, trial.number, completed)
 
 
 def _note_key(summary: Mapping[str, Any]) -> str:
@@ -270,7 +291,8 @@ def _best(completed: Sequence[FrozenTrial], direction: StudyDirection) -> Frozen
 
 def _source_counts(study: Study) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for t in study._get_trials(deepcopy=False, use_cache=True):
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    for t in study._get_trials(deepcopy=False, states=states, use_cache=True):
         source = str(t.user_attrs.get("metabo:source", "unknown"))
         counts[source] = counts.get(source, 0) + 1
     return counts
@@ -309,7 +331,7 @@ def transfer_note(
         status += f"; best value so far {_fmt(best.values[0], 6)} (trial #{best.number})"
     lines += [status + ".", ""]
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(sources.items())) or "none yet"
-    lines += [f"Trials by `metabo:source`: {counts}.", ""]
+    lines += [f"Finished trials by `metabo:source`: {counts}.", ""]
     lines += [f"### Prior studies used ({len(used)})", ""]
     if used:
         lines += [
@@ -348,7 +370,8 @@ def transfer_note(
         "",
         "- *Task similarity*: the table above as bars, and how it changed over trials.",
         "- *Slices through the incumbent*: for the latest proposal, the posterior mean ±2σ and "
-        "the log expected improvement along each parameter, others fixed at the best trial.",
+        "the log expected improvement (floored 30 below its maximum) along each parameter, "
+        "others fixed at the best trial.",
         "- *Target history*: observed values by source, the best so far and the model's "
         "prediction ±2σ; early `prior_design` trials near the final best mean the priors helped.",
     ]
@@ -368,6 +391,19 @@ def _round(values: Any, digits: int = 5) -> list[float | None]:
 
 
 # -------------------------------------------------------------------------------- the model
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Runs torch on one intra-op thread, as the engine does for these small matrices."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class ModelView:
     """The posterior of the target task in user units (the study's direction), for plotting.
 
@@ -420,7 +456,6 @@ class ModelView:
         from optuna_metabo._model import compatible_state
         from optuna_metabo._model import ICMGaussianProcess
         from optuna_metabo._model import ICMKernelModule
-        from optuna_metabo._proposal import _single_torch_thread
         from optuna_metabo._proposal import _training_data
         from optuna_metabo._sampler import _encode_trials
         from optuna_metabo._standardize import affine_back
@@ -434,7 +469,7 @@ class ModelView:
         )
         if state is None:
             return None
-        with _single_torch_thread():
+        with _one_torch_thread():
             module = ICMKernelModule(space.dim, data.n_tasks, settings.rank)
             module = module.to(device=settings.device, dtype=torch.float64)
             module.load_state_dict(state)
@@ -470,9 +505,8 @@ class ModelView:
         import torch
 
         from optuna_metabo._acquisition import LogExpectedImprovement
-        from optuna_metabo._proposal import _single_torch_thread
 
-        with torch.no_grad(), _single_torch_thread():
+        with torch.no_grad(), _one_torch_thread():
             x = torch.as_tensor(rows, dtype=torch.float64, device=self.device)
             mean, variance = self.model.posterior(x, self.target)
             acq = LogExpectedImprovement(self.model, self.target, self.best)(x)
@@ -512,14 +546,18 @@ def _slice_rows(
     return rows, [space.decode(row)[name] for row in rows]
 
 
-def slice_figure(
+def slice_figures(
     view: ModelView,
     space: SearchSpace,
     proposed_x: np.ndarray,
     trial_number: int,
     completed: Sequence[FrozenTrial],
-) -> Any:
+) -> list[Any]:
     """One slice per parameter through the incumbent: observations, posterior mean ±2σ, log EI.
+
+    The dashboard shows each custom plot in a half-width card 450 px high, so the slices come
+    as figures of at most ``SLICE_PARAMS_PER_FIGURE`` parameters, for the first
+    ``MAX_SLICE_PARAMS`` parameters.
 
     Args:
         view: The model in user units.
@@ -528,44 +566,73 @@ def slice_figure(
         trial_number: The trial that was proposed.
         completed: Completed target trials with finite values.
     """
-    from plotly.subplots import make_subplots
-
     sign = view.sign
     encoded = [(t, space.encode(t.params)) for t in completed]
     encoded = [(t, row) for t, row in encoded if row is not None]
     if encoded:
         incumbent, center = min(encoded, key=lambda tr: sign * float(tr[0].values[0]))
-        center_label = f"the best trial #{incumbent.number}"
+        center_label = f"best trial #{incumbent.number}"
     else:
         center, center_label = np.asarray(proposed_x, dtype=float), f"trial #{trial_number}"
     columns = _param_columns(space)
     names = list(space.distributions)[:MAX_SLICE_PARAMS]
     blocks = [(n, *_slice_rows(space, center, n, columns[n])) for n in names]
-    sizes = [len(rows) for _, rows, _ in blocks]
     mean, std, acq = view.predict(np.concatenate([rows for _, rows, _ in blocks]))
     proposed = space.decode(np.asarray(proposed_x, dtype=float))
+    figures, offset = [], 0
+    chunks = [
+        blocks[i : i + SLICE_PARAMS_PER_FIGURE]
+        for i in range(0, len(blocks), SLICE_PARAMS_PER_FIGURE)
+    ]
+    for k, chunk in enumerate(chunks):
+        size = sum(len(rows) for _, rows, _ in chunk)
+        part = slice(offset, offset + size)
+        offset += size
+        title = f"Trial #{trial_number}: slices through {center_label}"
+        if len(chunks) > 1:
+            title += f" ({k + 1}/{len(chunks)})"
+        figures.append(
+            _slice_chunk(
+                chunk, space, mean[part], std[part], acq[part], completed, proposed, title
+            )
+        )
+    return figures
+
+
+def _slice_chunk(
+    blocks: list[tuple[str, np.ndarray, list[Any]]],
+    space: SearchSpace,
+    mean: np.ndarray,
+    std: np.ndarray,
+    acq: np.ndarray,
+    completed: Sequence[FrozenTrial],
+    proposed: Mapping[str, Any],
+    title: str,
+) -> Any:
+    from plotly.subplots import make_subplots
+
     n_cols = min(len(blocks), 2)
     n_block_rows = math.ceil(len(blocks) / n_cols)
     titles: list[str] = []
     for r in range(n_block_rows):
-        row_names = [
+        names = [
             blocks[r * n_cols + c][0] if r * n_cols + c < len(blocks) else ""
             for c in range(n_cols)
         ]
-        titles += row_names + [""] * n_cols
+        titles += names + [""] * n_cols
     figure = make_subplots(
         rows=2 * n_block_rows,
         cols=n_cols,
-        row_heights=[0.7, 0.3] * n_block_rows,
+        row_heights=[0.68, 0.32] * n_block_rows,
         subplot_titles=titles,
-        vertical_spacing=0.3 / (2 * n_block_rows),
-        horizontal_spacing=0.08,
+        vertical_spacing=0.16 / n_block_rows,
+        horizontal_spacing=0.12,
     )
     offset = 0
-    for i, ((name, _, xs), size) in enumerate(zip(blocks, sizes)):
+    for i, (name, rows, xs) in enumerate(blocks):
+        part = slice(offset, offset + len(rows))
+        offset += len(rows)
         row, col = 2 * (i // n_cols) + 1, i % n_cols + 1
-        part = slice(offset, offset + size)
-        offset += size
         _add_slice(
             figure,
             row,
@@ -578,17 +645,19 @@ def slice_figure(
             acq[part],
             completed,
             proposed,
-            i == 0,
         )
     figure.layout.template = _TEMPLATE
+    figure.update_annotations(font_size=11)
+    figure.update_xaxes(tickfont_size=9)
+    figure.update_yaxes(tickfont_size=9)
     figure.update_layout(
-        title=(
-            f"Slices through {center_label}, model of trial #{trial_number}: observations, "
-            "posterior mean ±2σ (top), log EI (bottom)"
-        ),
-        height=max(420, 330 * n_block_rows),
-        margin={"l": 50, "r": 20, "t": 80, "b": 40},
-        legend={"orientation": "h", "y": -0.05},
+        title={
+            "text": f"{title}<br><sup>blue: posterior mean ±2σ · black: trials · green: log EI"
+            " · red ×: proposed</sup>",
+            "font_size": 13,
+        },
+        showlegend=False,
+        margin={"l": 45, "r": 15, "t": 65, "b": 25},
     )
     return figure
 
@@ -605,13 +674,14 @@ def _add_slice(
     acq: np.ndarray,
     completed: Sequence[FrozenTrial],
     proposed: Mapping[str, Any],
-    show_legend: bool,
 ) -> None:
     import plotly.graph_objects as go
 
     dist = space.distributions[name]
     categorical = isinstance(dist, CategoricalDistribution)
-    common = {"legendgroup": "", "showlegend": show_legend}
+    common: dict[str, Any] = {}
+    if len(acq):  # log EI far below its maximum only squashes the interesting part.
+        acq = np.maximum(acq, np.max(acq) - _LOG_EI_RANGE)
     if categorical:
         figure.add_trace(
             go.Scatter(
@@ -639,6 +709,7 @@ def _add_slice(
                 x=band_x,
                 y=band_y,
                 fill="toself",
+                mode="lines",
                 fillcolor="rgba(31,119,180,0.18)",
                 line={"width": 0},
                 hoverinfo="skip",
@@ -738,7 +809,9 @@ def similarity_figure(
                 f"{similarity[n]:.2f} ({used.get(n, {}).get('n_trials_used', '?')} trials)"
                 for n in names
             ],
-            textposition="auto",
+            textposition="inside",
+            insidetextanchor="start",
+            textangle=0,
             showlegend=False,
         ),
         row=1,
@@ -756,14 +829,15 @@ def similarity_figure(
             row=1,
             col=2,
         )
-    figure.update_xaxes(range=[-1, 1], title_text="correlation with the target", row=1, col=1)
+    figure.update_xaxes(range=[-1, 1], title_text="correlation", row=1, col=1)
+    figure.update_yaxes(automargin=True, tickfont_size=10, row=1, col=1)
     figure.update_xaxes(title_text="trial", row=1, col=2)
     figure.update_yaxes(range=[-1.05, 1.05], row=1, col=2)
     figure.layout.template = _TEMPLATE
     figure.update_layout(
-        title="Learned similarity of each prior task to the target (multi-task GP)",
-        height=max(360, 120 + 28 * len(names)),
-        margin={"l": 40, "r": 20, "t": 80, "b": 40},
+        title={"text": "Learned similarity of each prior task to the target", "font_size": 13},
+        showlegend=False,
+        margin={"l": 10, "r": 15, "t": 65, "b": 40},
     )
     return figure
 
@@ -827,10 +901,13 @@ def history_figure(study: Study) -> Any:
         )
     figure.layout.template = _TEMPLATE
     figure.update_layout(
-        title="Target history by source, best so far, and the model's prediction ±2σ",
+        title={
+            "text": "Target history by source, best so far, predicted ±2σ",
+            "font_size": 13,
+        },
         xaxis_title="trial",
         yaxis_title=f"objective ({study.direction.name.lower()})",
-        height=420,
-        margin={"l": 50, "r": 20, "t": 60, "b": 40},
+        margin={"l": 50, "r": 15, "t": 50, "b": 40},
+        legend={"orientation": "h", "y": -0.18, "font_size": 10},
     )
     return figure

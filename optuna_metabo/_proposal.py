@@ -117,13 +117,17 @@ def _exclude(candidates: np.ndarray, taken: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def _single_torch_thread() -> Iterator[None]:
-    """Runs torch on one intra-op thread, as Optuna's GPSampler does: the matrices here are
-    small, and BLAS and OpenMP thread pools otherwise fight over the cores."""
+def _single_thread() -> Iterator[None]:
+    """Runs torch and BLAS on one thread each, as Optuna's GPSampler does: the matrices here are
+    small, and the OpenMP and OpenBLAS thread pools otherwise fight over the cores (SciPy's
+    L-BFGS-B slows down many times over; scipy/scipy#22438)."""
+    from threadpoolctl import threadpool_limits
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(previous)
 
@@ -183,7 +187,7 @@ class ProposalEngine:
             pending_x: Inputs of running target trials ``(p, d)``.
             rng: Random source.
         """
-        with _single_torch_thread():
+        with _single_thread():
             return self._propose(space, priors, target_x, target_y, pending_x, rng)
 
     def _propose(
