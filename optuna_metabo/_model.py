@@ -147,6 +147,7 @@ class ICMGaussianProcess:
         Returns:
             Mean and variance, each of shape ``(m,)``, in standardized units (lower is better).
         """
+        x = x.to(device=self.x.device, dtype=self.x.dtype)
         cross = self.module.input_covariance(x, self.x)  # (m, n)
         cross = cross * self._task_cov[task_index][self.task]  # (m, n)
         mean = cross @ self._alpha  # (m,)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import json
 import logging
 import math
+import threading
 from typing import Any
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,7 @@ USER_ATTR_PREDICTED_STD = "metabo:predicted_std"
 USER_ATTR_ACQUISITION = "metabo:acquisition_value"
 USER_ATTR_SOURCE = "metabo:source"
 _RELATIVE_PARAMS_KEY = "metabo:relative_params"
+_MISSING = object()
 _NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
@@ -118,6 +120,8 @@ class MetaBOSampler(BaseSampler):
         )
         self._engine: ProposalEngine | None = None
         self._encoded_cache: tuple[Any, list[EncodedPrior], list[SkippedPrior]] | None = None
+        self._cold_start: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
         self._warn_independent_sampling = warn_independent_sampling
         self._intersection = IntersectionSearchSpace()
         self._summary: dict[str, Any] = {"used": [], "skipped": [], "task_similarity": {}}
@@ -132,14 +136,11 @@ class MetaBOSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         _check_single_objective(study)
-        space = {
+        return {
             name: dist
             for name, dist in self._intersection.calculate(study).items()
             if not dist.single()
         }
-        if space or _n_finished(study) > 0:
-            return space
-        return self._prior_search_space(study)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -147,28 +148,7 @@ class MetaBOSampler(BaseSampler):
         _check_single_objective(study)
         if not search_space:
             return {}
-        space = SearchSpace(search_space)
-        completed, running = _target_trials(study, trial)
-        priors = self._encoded_priors(study, space)
-        if not priors and len(completed) < self._n_startup_trials:
-            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "startup"})
-            return space.decode(space.sobol_point(trial.number, self._sobol_seed))
-        try:
-            proposal = self._propose(study, space, priors, completed, running)
-        except _NUMERICAL_ERRORS as error:
-            _logger.warning(
-                "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
-                "falling back to %s.",
-                trial.number,
-                type(error).__name__,
-                error,
-                type(self._independent_sampler).__name__,
-            )
-            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "fallback"})
-            return {}
-        params = space.decode(proposal.x)
-        self._record(study, trial, proposal, params)
-        return params
+        return self._suggest(study, trial, search_space)
 
     def sample_independent(
         self,
@@ -178,6 +158,10 @@ class MetaBOSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         _check_single_objective(study)
+        if _n_finished(study) == 0 and self._loader.has_priors:
+            value = self._cold_start_params(study, trial).get(param_name, _MISSING)
+            if value is not _MISSING and _contains(param_distribution, value):
+                return value
         if self._warn_independent_sampling and _n_finished(study) > 0:
             _logger.warning(
                 "Trial %d: parameter %r is outside the relative search space; it is sampled by "
@@ -217,6 +201,48 @@ class MetaBOSampler(BaseSampler):
         return json.loads(json.dumps(self._summary))
 
     # ---------------------------------------------------------------------------- internals
+    def _suggest(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        space = SearchSpace(search_space)
+        completed, running = _target_trials(study, trial)
+        priors = self._encoded_priors(study, space)
+        if not priors and len(completed) < self._n_startup_trials:
+            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "startup"})
+            return space.decode(space.sobol_point(trial.number, self._sobol_seed))
+        try:
+            proposal = self._propose(study, space, priors, completed, running)
+        except _NUMERICAL_ERRORS as error:
+            _logger.warning(
+                "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
+                "falling back to %s.",
+                trial.number,
+                type(error).__name__,
+                error,
+                type(self._independent_sampler).__name__,
+            )
+            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "fallback"})
+            return {}
+        params = space.decode(proposal.x)
+        self._record(study, trial, proposal, params)
+        return params
+
+    def _cold_start_params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        """The prior-design point of a trial that starts before any target trial finished.
+
+        Its space comes from the priors, since the target has not defined one yet; the
+        objective's own distributions are checked value by value in ``sample_independent``, so
+        a prior whose bounds, log flag or choices differ never breaks the trial.
+        """
+        with self._lock:
+            if trial._trial_id not in self._cold_start:
+                space = self._prior_search_space(study)
+                params = self._suggest(study, trial, space) if space else {}
+                if len(self._cold_start) >= 64:  # Only the latest few trials can still ask.
+                    self._cold_start.pop(next(iter(self._cold_start)))
+                self._cold_start[trial._trial_id] = params
+            return self._cold_start[trial._trial_id]
+
     def _prior_search_space(self, study: Study) -> dict[str, BaseDistribution]:
         """The search space shared by all usable priors, used before the target has trials."""
         tasks, _ = self._load_priors(study)
@@ -395,6 +421,13 @@ def _encode_trials(
         rows.append(np.clip(row, 0.0, 1.0))
         ys.append(sign * trial.values[0] if values else math.nan)
     return np.array(rows).reshape(len(rows), space.dim), np.array(ys)
+
+
+def _contains(distribution: BaseDistribution, value: Any) -> bool:
+    try:
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
 
 
 def _json_safe(value: Any) -> Any:

@@ -150,3 +150,29 @@ def test_transfer_beats_no_transfer_after_five_trials() -> None:
             study.optimize(target, n_trials=5)
             regrets[label].append(study.best_value)
     assert np.mean(regrets["transfer"]) < 0.25 * np.mean(regrets["plain"])
+
+
+def test_cold_start_survives_priors_with_other_distributions() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    prior = optuna.create_study(storage=storage, study_name="prior")
+    prior.optimize(
+        lambda t: t.suggest_float("lr", 1e-4, 1e-1) + len(t.suggest_categorical("c", ["a", "b"])),
+        n_trials=10,
+    )
+    sampler = MetaBOSampler(prior_storage=storage, seed=0)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        # Log flag and categorical choices differ from the prior's: the first trial must not
+        # fail, and every value must lie inside the target's own distributions.
+        lr = trial.suggest_float("lr", 1e-5, 1.0, log=True)
+        c = trial.suggest_categorical("c", ["b", "z"])
+        return lr + (c == "z")
+
+    study.optimize(objective, n_trials=3)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # Once the target defines its space, the prior is re-normalized into it: log flags may
+    # differ, and only trials whose choice exists in the target ("b") are kept.
+    used = sampler.prior_summary()["used"]
+    n_b = sum(t.params["c"] == "b" for t in prior.trials)
+    assert [u["study_name"] for u in used] == ["prior"] and used[0]["n_trials_used"] == n_b
