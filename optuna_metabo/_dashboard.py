@@ -12,9 +12,8 @@ prior study. Writing is throttled so that sampling does not slow down noticeably
   ``(1 - max_overhead) / max_overhead`` times what that refresh cost, which caps the share of
   wall time spent on the dashboard at ``max_overhead``.
 
-The posterior for the slice plot is rebuilt from the engine's last fitted hyperparameters (one
-Cholesky factorization, no fitting), so it is the model that chose the trial, without the
-pseudo-observations of running trials. optuna-dashboard and plotly are imported lazily; when
+The slice plot uses the very GP that chose the trial (``Proposal.model``): no refit, no second
+factorization. optuna-dashboard and plotly are imported lazily; when
 either is missing, the publisher logs once at debug level and does nothing. Any error while
 publishing is logged once as a warning and never reaches the sampler.
 """
@@ -42,9 +41,7 @@ from optuna.trial import TrialState
 if TYPE_CHECKING:
     from optuna.study import Study
 
-    from optuna_metabo._priors import EncodedPrior
     from optuna_metabo._proposal import Proposal
-    from optuna_metabo._proposal import ProposalEngine
     from optuna_metabo._search_space import SearchSpace
 
 
@@ -127,9 +124,7 @@ class DashboardPublisher:
         study: Study,
         trial: FrozenTrial,
         space: SearchSpace,
-        priors: Sequence[EncodedPrior],
         proposal: Proposal,
-        engine: ProposalEngine | None,
         summary: Mapping[str, Any],
     ) -> None:
         """Records a proposal and refreshes the note and plots when they are due.
@@ -140,16 +135,14 @@ class DashboardPublisher:
             study: The target study; the only one written to.
             trial: The trial the proposal is for.
             space: The relative search space the proposal lives in.
-            priors: The encoded prior tasks the model was fitted on, in task order.
             proposal: The proposal, as returned by ``ProposalEngine.propose``.
-            engine: The engine that made it; its last fit is reused for the slice plot.
             summary: The sampler's prior summary (``MetaBOSampler.prior_summary()`` format).
         """
         if not self.enabled:
             return
         start = time.perf_counter()
         try:
-            self._publish(study, trial, space, priors, proposal, engine, summary)
+            self._publish(study, trial, space, proposal, summary)
         except Exception as error:  # Publishing must never break sampling.
             self._warn("note or plots", error)
         finally:
@@ -187,9 +180,7 @@ class DashboardPublisher:
         study: Study,
         trial: FrozenTrial,
         space: SearchSpace,
-        priors: Sequence[EncodedPrior],
         proposal: Proposal,
-        engine: ProposalEngine | None,
         summary: Mapping[str, Any],
     ) -> None:
         api = self._load_api()
@@ -232,9 +223,7 @@ class DashboardPublisher:
                 save_plot(study, figure, graph_object_id=PLOT_ID_SIMILARITY)
                 save_plot(study, history_figure(study), graph_object_id=PLOT_ID_HISTORY)
                 try:
-                    slices = self._slice_figures(
-                        study, trial, space, priors, proposal, engine, completed
-                    )
+                    slices = self._slice_figures(study, trial, space, proposal, completed)
                 except Exception as error:  # The model's internals may change; keep the rest.
                     slices = []
                     self._warn("slice plot", error)
@@ -253,14 +242,12 @@ class DashboardPublisher:
         study: Study,
         trial: FrozenTrial,
         space: SearchSpace,
-        priors: Sequence[EncodedPrior],
         proposal: Proposal,
-        engine: ProposalEngine | None,
         completed: list[FrozenTrial],
     ) -> list[Any]:
-        if engine is None or space.dim == 0:
+        if space.dim == 0:
             return []
-        view = ModelView.from_engine(engine, space, list(priors), completed, study.direction)
+        view = ModelView.from_proposal(proposal, study.direction)
         if view is None:
             return []
         return slice_figures(view, space, proposal.x, trial.number, completed)
@@ -431,67 +418,25 @@ class ModelView:
         self.offset, self.scale, self.sign, self.device = offset, scale, sign, device
 
     @classmethod
-    def from_engine(
-        cls,
-        engine: ProposalEngine,
-        space: SearchSpace,
-        priors: list[EncodedPrior],
-        completed: list[FrozenTrial],
-        direction: StudyDirection,
-    ) -> ModelView | None:
-        """Rebuilds the engine's last model on the current data, without refitting.
+    def from_proposal(cls, proposal: Proposal, direction: StudyDirection) -> ModelView | None:
+        """The view of the model a proposal was made with, or None if it has none.
 
         Args:
-            engine: The engine; ``engine._state`` holds its last fitted hyperparameters.
-            space: The search space.
-            priors: The encoded priors, in task order.
-            completed: Completed target trials with finite values.
+            proposal: A proposal of ``ProposalEngine.propose``.
             direction: The study direction.
-
-        Returns:
-            The view, or None when the engine has no fit of a matching shape.
         """
-        import torch
-
-        from optuna_metabo._model import compatible_state
-        from optuna_metabo._model import ICMGaussianProcess
-        from optuna_metabo._model import ICMKernelModule
-        from optuna_metabo._proposal import _training_data
-        from optuna_metabo._sampler import _encode_trials
-        from optuna_metabo._standardize import affine_back
-
-        settings = engine.settings
-        sign = _sign(direction)
-        target_x, target_y = _encode_trials(space, completed, sign)
-        data = _training_data(priors, target_x, target_y, settings.output_transform)
-        state = compatible_state(
-            getattr(engine, "_state", None), space.dim, data.n_tasks, settings.rank
-        )
-        if state is None:
+        if proposal.model is None:
             return None
-        with _one_torch_thread():
-            module = ICMKernelModule(space.dim, data.n_tasks, settings.rank)
-            module = module.to(device=settings.device, dtype=torch.float64)
-            module.load_state_dict(state)
-
-            def tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-                return torch.as_tensor(a, dtype=dtype, device=settings.device)
-
-            model = ICMGaussianProcess(
-                module,
-                tensor(data.x, torch.float64),
-                tensor(data.task, torch.long),
-                tensor(data.y, torch.float64),
-            )
-        target = data.n_tasks - 1
-        standardized_target = data.y[data.task == target]
-        if len(target_y) >= 2:
-            offset, scale = affine_back(standardized_target, target_y)
-        else:
-            raw = np.concatenate([p.y for p in priors] or [target_y])
-            offset, scale = affine_back(data.y[data.task != target], raw)
-        best = float(standardized_target.min()) if len(standardized_target) else 0.0
-        return cls(model, target, best, offset, scale, sign, settings.device)
+        device = str(proposal.model.x.device)
+        return cls(
+            proposal.model,
+            proposal.target_index,
+            proposal.best,
+            proposal.offset,
+            proposal.scale,
+            _sign(direction),
+            device,
+        )
 
     def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation in user units, and log EI, at ``rows``.
@@ -567,8 +512,12 @@ def slice_figures(
         completed: Completed target trials with finite values.
     """
     sign = view.sign
-    encoded = [(t, space.encode(t.params)) for t in completed]
-    encoded = [(t, row) for t, row in encoded if row is not None]
+    encoded: list[tuple[FrozenTrial, np.ndarray]] = []
+    for t in completed:
+        row = space.encode(t.params)
+        if row is not None:
+            encoded.append((t, row))
+    center: np.ndarray
     if encoded:
         incumbent, center = min(encoded, key=lambda tr: sign * float(tr[0].values[0]))
         center_label = f"best trial #{incumbent.number}"

@@ -100,6 +100,7 @@ def optimize_acquisition(
     n_sobol: int = 512,
     n_local: int = 5,
     max_iter: int = 50,
+    rank: int = 0,
 ) -> tuple[np.ndarray, float]:
     """Returns the best point found, shape ``(d,)``, and its acquisition value.
 
@@ -111,6 +112,8 @@ def optimize_acquisition(
         n_sobol: Size of the Sobol design.
         n_local: Number of local refinements.
         max_iter: L-BFGS-B iterations per refinement.
+        rank: Return the ``rank``-th best distinct point instead (0: the best), so that
+            workers that start at the same time do not all pick the same point.
     """
     candidates = np.concatenate(
         [space.sample_uniform(n_sobol, rng), starts.reshape(-1, space.dim)]
@@ -121,12 +124,18 @@ def optimize_acquisition(
     local = _search_discrete(acqf, space.snap(local), space)
     pool = np.concatenate([local, candidates])
     pool_values = np.concatenate([evaluate(acqf, local), values])
-    best = int(np.argmax(pool_values))
-    return pool[best], float(pool_values[best])
+    return _ranked(pool, pool_values, rank)
 
 
-def best_candidate(acqf: AcquisitionFunction, candidates: np.ndarray) -> tuple[np.ndarray, float]:
-    """The best row of a finite candidate set ``(n, d)`` and its acquisition value."""
-    values = evaluate(acqf, candidates)
-    best = int(np.argmax(values))
-    return candidates[best], float(values[best])
+def best_candidate(
+    acqf: AcquisitionFunction, candidates: np.ndarray, rank: int = 0
+) -> tuple[np.ndarray, float]:
+    """The best (or ``rank``-th best) row of a finite candidate set ``(n, d)`` and its value."""
+    return _ranked(candidates, evaluate(acqf, candidates), rank)
+
+
+def _ranked(x: np.ndarray, values: np.ndarray, rank: int) -> tuple[np.ndarray, float]:
+    """The ``rank``-th best distinct row (the last one if there are fewer) and its value."""
+    chosen = _top_distinct(x, values, rank + 1)
+    index = int(np.flatnonzero((x == chosen[-1]).all(axis=1))[0])
+    return x[index], float(values[index])

@@ -102,8 +102,9 @@ def open_storage(storage: str | BaseStorage) -> BaseStorage:
     try:
         return optuna.storages.RDBStorage(storage, skip_table_creation=True)
     except Exception as error:  # Any driver error becomes a message that names the URL.
+        cause = _root_cause(error).replace(storage, _redact(storage))
         raise PriorStudyError(
-            f"Cannot open prior storage {_redact(storage)!r}: {type(error).__name__}: {error}"
+            f"Cannot open prior storage {_redact(storage)!r}: {cause}"
         ) from error
 
 
@@ -122,6 +123,36 @@ def _open_journal(path: str) -> BaseStorage:
     if not os.path.exists(path):
         raise PriorStudyError(f"Prior journal file {path!r} does not exist.")
     return JournalStorage(JournalFileBackend(path))
+
+
+def storage_identity(storage: BaseStorage) -> str:
+    """A key equal for two storage objects that open the same database or journal file.
+
+    Args:
+        storage: Any Optuna storage, possibly wrapped in Optuna's cache layer.
+    """
+    inner = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDB storage.
+    url = getattr(inner, "url", None)
+    if isinstance(url, str):
+        if url.startswith("sqlite:///"):
+            return "sqlite:///" + os.path.abspath(url[len("sqlite:///") :].split("?")[0])
+        return url
+    backend = getattr(inner, "_backend", None)  # JournalStorage holds its backend here.
+    path = getattr(backend, "_file_path", None)
+    if isinstance(path, str):
+        return "journal:" + os.path.abspath(path)
+    redis_url = getattr(backend, "_url", None)
+    if isinstance(redis_url, str):
+        return "redis:" + redis_url
+    return f"object:{id(inner)}"
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost cause's first line, which names the real problem (refused, auth...)."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def _redact(url: str) -> str:
@@ -186,17 +217,24 @@ class PriorLoader:
     def has_priors(self) -> bool:
         return self._specs is None and self._storage_spec is not None or bool(self._specs)
 
-    def load(self, target_name: str | None) -> tuple[list[PriorTask], list[SkippedPrior]]:
+    def load(
+        self, target_name: str | None, target_storage: BaseStorage | None = None
+    ) -> tuple[list[PriorTask], list[SkippedPrior]]:
         """Returns the usable prior tasks and the skipped ones, excluding the target study.
 
         Args:
-            target_name: Name of the target study; a prior of that name in the same storage is
-                the target itself and is skipped.
+            target_name: Name of the target study.
+            target_storage: Its storage. A prior with the target's name in the same storage
+                (same object, database URL or journal file) is the target itself and is
+                skipped; a namesake in another storage is a prior like any other. Without a
+                storage, any prior with the target's name is skipped.
         """
         tasks: list[PriorTask] = []
         skipped: list[SkippedPrior] = []
+        target_key = storage_identity(target_storage) if target_storage is not None else None
         for storage, study_id, name in self._study_handles():
-            if name == target_name:
+            same_storage = target_key is None or storage_identity(storage) == target_key
+            if name == target_name and same_storage:
                 skipped.append(SkippedPrior(name, "it is the target study itself"))
                 continue
             result = self._load_cached(storage, study_id, name)

@@ -66,6 +66,11 @@ class Proposal:
         acquisition: Acquisition value at ``x``.
         source: ``"prior_design"`` or ``"model"``.
         similarity: Learned correlation of each prior task with the target, by name.
+        model: The GP the choice was made with (conditioned on pending points too).
+        target_index: The target's task index in ``model``.
+        best: The target incumbent in the model's standardized units.
+        offset: Raw target value ~ ``offset + scale * standardized`` (see ``affine_back``).
+        scale: See ``offset``.
     """
 
     x: np.ndarray
@@ -74,6 +79,11 @@ class Proposal:
     acquisition: float
     source: str
     similarity: dict[str, float] = field(default_factory=dict)
+    model: ICMGaussianProcess | None = None
+    target_index: int = 0
+    best: float = 0.0
+    offset: float = 0.0
+    scale: float = 1.0
 
 
 def _training_data(
@@ -176,6 +186,7 @@ class ProposalEngine:
         target_y: np.ndarray,
         pending_x: np.ndarray,
         rng: np.random.RandomState,
+        rank: int = 0,
     ) -> Proposal:
         """Chooses the next target point.
 
@@ -186,9 +197,11 @@ class ProposalEngine:
             target_y: Their values ``(n,)``, lower is better.
             pending_x: Inputs of running target trials ``(p, d)``.
             rng: Random source.
+            rank: Take the ``rank``-th best point: the number of concurrent trials that are
+                being proposed right now but have not published their point yet.
         """
         with _single_thread():
-            return self._propose(space, priors, target_x, target_y, pending_x, rng)
+            return self._propose(space, priors, target_x, target_y, pending_x, rng, rank)
 
     def _propose(
         self,
@@ -198,6 +211,7 @@ class ProposalEngine:
         target_y: np.ndarray,
         pending_x: np.ndarray,
         rng: np.random.RandomState,
+        rank: int,
     ) -> Proposal:
         model, data = self.fit(priors, target_x, target_y, rng)
         target = data.n_tasks - 1
@@ -205,7 +219,7 @@ class ProposalEngine:
             model = model.condition_on(
                 torch.as_tensor(pending_x, device=self.settings.device), target
             )
-        x, acquisition, source = self._choose(space, model, data, priors, pending_x, rng)
+        x, acquisition, source = self._choose(space, model, data, priors, pending_x, rng, rank)
         return self._describe(model, data, priors, target_y, x, acquisition, source)
 
     def _choose(
@@ -216,6 +230,7 @@ class ProposalEngine:
         priors: list[EncodedPrior],
         pending_x: np.ndarray,
         rng: np.random.RandomState,
+        rank: int,
     ) -> tuple[np.ndarray, float, str]:
         s = self.settings
         target = data.n_tasks - 1
@@ -223,19 +238,20 @@ class ProposalEngine:
         taken = np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
         candidates = _exclude(_prior_candidates(priors, s.n_candidates_per_prior, space), taken)
         n_target = len(target_x)
-        if priors and n_target == 0 and len(candidates):
+        # With fewer candidates than concurrent proposals, the whole space is searched instead.
+        if priors and n_target == 0 and len(candidates) > rank:
             acqf_mean = NegativeMeanAcrossTasks(model, list(range(target)))
-            x, value = best_candidate(acqf_mean, candidates)
+            x, value = best_candidate(acqf_mean, candidates, rank)
             return x, value, "prior_design"
         target_y = data.y[data.task == target]
         best = float(target_y.min()) if n_target else 0.0
         acqf = LogExpectedImprovement(model, target, best)
-        if priors and n_target < s.n_prior_design_trials and len(candidates):
-            x, value = best_candidate(acqf, candidates)
+        if priors and n_target < s.n_prior_design_trials and len(candidates) > rank:
+            x, value = best_candidate(acqf, candidates, rank)
             return x, value, "prior_design"
         starts = np.concatenate([candidates, target_x[np.argsort(target_y)[:3]]])
         x, value = optimize_acquisition(
-            acqf, space, starts, rng, n_sobol=s.n_sobol, n_local=s.n_local_search
+            acqf, space, starts, rng, n_sobol=s.n_sobol, n_local=s.n_local_search, rank=rank
         )
         return x, value, "model"
 
@@ -261,6 +277,7 @@ class ProposalEngine:
         )
         offset, scale = affine_back(standardized, raw)
         correlations = model.task_correlations()
+        target_standardized = data.y[data.task == target]
         return Proposal(
             x=x,
             mean=offset + scale * float(mean[0]),
@@ -268,4 +285,9 @@ class ProposalEngine:
             acquisition=acquisition,
             source=source,
             similarity={p.name: float(correlations[i]) for i, p in enumerate(priors)},
+            model=model,
+            target_index=target,
+            best=float(target_standardized.min()) if len(target_standardized) else 0.0,
+            offset=offset,
+            scale=scale,
         )

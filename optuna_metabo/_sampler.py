@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import datetime
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_metabo._dashboard import DashboardPublisher
 from optuna_metabo._priors import encode_task
 from optuna_metabo._priors import EncodedPrior
 from optuna_metabo._priors import PriorLoader
@@ -45,6 +47,7 @@ USER_ATTR_ACQUISITION = "metabo:acquisition_value"
 USER_ATTR_SOURCE = "metabo:source"
 _RELATIVE_PARAMS_KEY = "metabo:relative_params"
 _MISSING = object()
+_PUBLISH_WINDOW_SECONDS = 300.0
 _NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
@@ -85,6 +88,9 @@ class MetaBOSampler(BaseSampler):
             Torch device for the GP, ``"cpu"`` or ``"cuda"``.
         warn_independent_sampling:
             Log a warning when a parameter falls back to the independent sampler.
+        dashboard_every_n_trials:
+            Refresh the study's optuna-dashboard note and plots at most every this many trials
+            (see ``optuna_metabo._dashboard``); ``None`` turns them off.
     """
 
     def __init__(
@@ -102,6 +108,7 @@ class MetaBOSampler(BaseSampler):
         max_fit_points: int = 300,
         device: str = "cpu",
         warn_independent_sampling: bool = True,
+        dashboard_every_n_trials: int | None = 5,
     ) -> None:
         _validate_arguments(rank, output_transform, max_prior_trials, max_fit_points, device)
         self._loader = PriorLoader(prior_studies, prior_storage)  # type: ignore[arg-type]
@@ -126,6 +133,7 @@ class MetaBOSampler(BaseSampler):
         self._intersection = IntersectionSearchSpace()
         self._summary: dict[str, Any] = {"used": [], "skipped": [], "task_similarity": {}}
         self._summary_logged = False
+        self._dashboard = DashboardPublisher(dashboard_every_n_trials)
 
     # ----------------------------------------------------------------- BaseSampler interface
     def reseed_rng(self) -> None:
@@ -208,10 +216,12 @@ class MetaBOSampler(BaseSampler):
         completed, running = _target_trials(study, trial)
         priors = self._encoded_priors(study, space)
         if not priors and len(completed) < self._n_startup_trials:
+            params = space.decode(space.sobol_point(trial.number, self._sobol_seed))
             self._set_attrs(study, trial, {USER_ATTR_SOURCE: "startup"})
-            return space.decode(space.sobol_point(trial.number, self._sobol_seed))
+            self._publish(study, trial, params)
+            return params
         try:
-            proposal = self._propose(study, space, priors, completed, running)
+            proposal = self._propose(study, trial, space, priors, completed, running)
         except _NUMERICAL_ERRORS as error:
             _logger.warning(
                 "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
@@ -225,6 +235,7 @@ class MetaBOSampler(BaseSampler):
             return {}
         params = space.decode(proposal.x)
         self._record(study, trial, proposal, params)
+        self._dashboard.publish(study, trial, space, proposal, self._summary)
         return params
 
     def _cold_start_params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
@@ -244,23 +255,24 @@ class MetaBOSampler(BaseSampler):
             return self._cold_start[trial._trial_id]
 
     def _prior_search_space(self, study: Study) -> dict[str, BaseDistribution]:
-        """The search space shared by all usable priors, used before the target has trials."""
+        """The space of the first trial, before the target has defined one: the parameters
+        that at least half of the usable priors share (by name and kind), with the most recent
+        such prior's distribution. Priors lacking one of them sit out that first fit only."""
         tasks, _ = self._load_priors(study)
-        if not tasks:
-            return {}
-        space = dict(tasks[0].distributions)
-        for task in tasks[1:]:
-            space = {
-                k: v
-                for k, v in space.items()
-                if k in task.distributions and type(task.distributions[k]) is type(v)
-            }
-        return {k: v for k, v in space.items() if not v.single()}
+        votes: dict[tuple[str, type], list[BaseDistribution]] = {}
+        for task in tasks:
+            for name, dist in task.distributions.items():
+                votes.setdefault((name, type(dist)), []).append(dist)
+        space: dict[str, BaseDistribution] = {}
+        for (name, _), dists in sorted(votes.items(), key=lambda kv: -len(kv[1])):
+            if 2 * len(dists) >= len(tasks) and name not in space and not dists[-1].single():
+                space[name] = dists[-1]
+        return space
 
     def _load_priors(self, study: Study) -> tuple[list[PriorTask], list[SkippedPrior]]:
         if not self._loader.has_priors:
             return [], []
-        return self._loader.load(study.study_name)
+        return self._loader.load(study.study_name, study._storage)
 
     def _encoded_priors(self, study: Study, space: SearchSpace) -> list[EncodedPrior]:
         tasks, skipped = self._load_priors(study)
@@ -291,6 +303,7 @@ class MetaBOSampler(BaseSampler):
     def _propose(
         self,
         study: Study,
+        trial: FrozenTrial,
         space: SearchSpace,
         priors: list[EncodedPrior],
         completed: list[FrozenTrial],
@@ -304,7 +317,10 @@ class MetaBOSampler(BaseSampler):
         sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
         target_x, target_y = _encode_trials(space, completed, sign)
         pending_x, _ = _encode_trials(space, running, sign, values=False)
-        proposal = self._engine.propose(space, priors, target_x, target_y, pending_x, self._rng)
+        rank = _n_unpublished_before(running, trial)
+        proposal = self._engine.propose(
+            space, priors, target_x, target_y, pending_x, self._rng, rank
+        )
         self._summary["task_similarity"] = proposal.similarity
         self._log_summary_once()
         return proposal
@@ -320,6 +336,11 @@ class MetaBOSampler(BaseSampler):
             USER_ATTR_SOURCE: proposal.source,
         }
         self._set_attrs(study, trial, {k: _json_safe(v) for k, v in attrs.items()})
+        self._publish(study, trial, params)
+
+    @staticmethod
+    def _publish(study: Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
+        """Stores the chosen point so that other workers treat it as pending right away."""
         study._storage.set_trial_system_attr(
             trial._trial_id, _RELATIVE_PARAMS_KEY, json.dumps(params)
         )
@@ -398,6 +419,21 @@ def _target_trials(
     ]
     running = [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number]
     return completed, running
+
+
+def _n_unpublished_before(running: list[FrozenTrial], trial: FrozenTrial) -> int:
+    """Running trials that started before ``trial`` (within the last few minutes) and whose
+    sampler has not published a point yet: they are being proposed right now, by the same
+    deterministic procedure, so ``trial`` takes the next-best point instead of the same one."""
+    now = datetime.datetime.now()
+    return sum(
+        1
+        for t in running
+        if t.number < trial.number
+        and not _params_of(t)
+        and t.datetime_start is not None
+        and (now - t.datetime_start).total_seconds() < _PUBLISH_WINDOW_SECONDS
+    )
 
 
 def _params_of(trial: FrozenTrial) -> dict[str, Any]:

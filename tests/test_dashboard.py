@@ -1,0 +1,338 @@
+"""optuna-dashboard output of MetaBOSampler: the transfer note, the custom plots and the trial
+attributes, on SQLite, PostgreSQL and journal storages, and served by a real dashboard server.
+
+Until ``MetaBOSampler`` calls the publisher itself, :func:`make_sampler` hooks it in by
+subclassing; once the sampler has its own ``_dashboard`` publisher, that one is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import json
+import logging
+import math
+from pathlib import Path
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+import urllib.request
+import uuid
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage
+import pytest
+
+from optuna_metabo import MetaBOSampler
+from optuna_metabo._dashboard import DashboardPublisher
+from optuna_metabo._dashboard import NOTE_TITLE
+from optuna_metabo._dashboard import PLOT_ID_HISTORY
+from optuna_metabo._dashboard import PLOT_ID_SIMILARITY
+from optuna_metabo._dashboard import PLOT_ID_SLICES
+from optuna_metabo._dashboard import transfer_note
+
+
+pytest.importorskip("optuna_dashboard")
+pytest.importorskip("plotly")
+
+from optuna_dashboard import get_note  # noqa: E402
+from optuna_dashboard._custom_plot_data import get_plotly_graph_objects  # noqa: E402
+
+
+USER_ATTRS = (
+    "metabo:predicted_mean",
+    "metabo:predicted_std",
+    "metabo:acquisition_value",
+    "metabo:source",
+)
+N_TARGET_TRIALS = 5
+
+
+# ------------------------------------------------------------------------------ test problem
+def _objective(shift: float, scale: float) -> Any:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+        n = trial.suggest_int("n", 1, 5)
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        loss = (math.log10(x) + 1.5 + shift) ** 2 + 0.1 * (n - 3) ** 2 + (kind == "b") * 0.3
+        return scale * (1.0 - loss)
+
+    return objective
+
+
+def _two_objectives(trial: optuna.Trial) -> tuple[float, float]:
+    x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+    return x, 1.0 - x
+
+
+def make_sampler(priors: list[str], storage: Any, publisher: DashboardPublisher) -> Any:
+    """A MetaBOSampler whose dashboard publisher is ``publisher``, to inspect its counters.
+
+    Args:
+        priors: Prior study names.
+        storage: The prior storage.
+        publisher: The publisher to use.
+    """
+    sampler = MetaBOSampler(priors, prior_storage=storage, seed=0)
+    sampler._dashboard = publisher
+    return sampler
+
+
+def _snapshot(storage: BaseStorage, names: list[str]) -> str:
+    """Everything stored about some studies, to check that they were not touched."""
+    out = {}
+    for name in names:
+        study_id = storage.get_study_id_from_name(name)
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        out[name] = {
+            "user": storage.get_study_user_attrs(study_id),
+            "system": storage.get_study_system_attrs(study_id),
+            "trials": [
+                (t.number, t.state.name, t.values, t.params, t.user_attrs, t.system_attrs)
+                for t in trials
+            ],
+        }
+    return json.dumps(out, sort_keys=True, default=str)
+
+
+def run_target(storage: Any, suffix: str, n_trials: int = N_TARGET_TRIALS) -> dict[str, Any]:
+    """Writes two usable priors and a multi-objective one, then runs the target study.
+
+    Args:
+        storage: A storage URL or object.
+        suffix: Makes study names unique (shared PostgreSQL database).
+        n_trials: Target trials.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    priors = [f"prior-a-{suffix}", f"prior-b-{suffix}", f"prior-other-{suffix}"]
+    objectives = [_objective(0.2, 1.0), _objective(-0.3, 2.0), _two_objectives]
+    for name, objective, n_objectives in zip(priors, objectives, [1, 1, 2]):
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            directions=["minimize"] * n_objectives,
+            sampler=optuna.samplers.RandomSampler(seed=1),
+        )
+        study.optimize(objective, n_trials=10)
+    storage_obj = optuna.storages.get_storage(storage) if isinstance(storage, str) else storage
+    before = _snapshot(storage_obj, priors)
+    publisher = DashboardPublisher(every_n_trials=2, max_overhead=1.0)
+    target = optuna.create_study(
+        storage=storage,
+        study_name=f"target-{suffix}",
+        direction="maximize",
+        sampler=make_sampler(priors, storage, publisher),
+    )
+    target.optimize(_objective(0.0, 1.5), n_trials=n_trials)
+    return {
+        "study": target,
+        "priors": priors,
+        "publisher": publisher,
+        "unchanged": before == _snapshot(storage_obj, priors),
+    }
+
+
+def _system_attrs(study: optuna.Study) -> dict[str, Any]:
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def check_outputs(result: dict[str, Any]) -> None:
+    """Asserts that the note, the plots and the trial attributes are in the target study."""
+    study: optuna.Study = result["study"]
+    prior_a, prior_b, other = result["priors"]
+    assert result["unchanged"], "a prior study was modified"
+    note = get_note(study)
+    assert NOTE_TITLE in note
+    assert f"| {prior_a} | 10 | 10 | 10 |" in note  # Used, with trial counts.
+    assert prior_b in note.split("### Prior studies skipped")[0]
+    skipped = note.split("### Prior studies skipped")[1].split("###")[0]
+    assert other in skipped and "multi-objective" in skipped
+    similarity = note.split("### Learned task similarity")[1]
+    assert "| prior study | similarity |" in similarity and prior_a in similarity
+    plots = get_plotly_graph_objects(_system_attrs(study))
+    assert {PLOT_ID_SIMILARITY, PLOT_ID_SLICES, PLOT_ID_HISTORY} <= set(plots)
+    slices = json.loads(plots[PLOT_ID_SLICES])
+    names = {t.get("name") for t in slices["data"]}
+    assert {"posterior mean", "±2σ", "log EI", "observations", "proposed value"} <= names
+    titles = {a["text"] for a in slices["layout"]["annotations"]}
+    assert {"x", "n", "kind"} <= titles
+    history = json.loads(plots[PLOT_ID_HISTORY])
+    assert {"best so far", "prior_design", "predicted ±2σ"} <= {t["name"] for t in history["data"]}
+    sources = [t.user_attrs["metabo:source"] for t in study.trials]
+    assert sources[:3] == ["prior_design"] * 3 and set(sources) <= {"prior_design", "model"}
+    for trial in study.trials:
+        assert set(USER_ATTRS) <= set(trial.user_attrs), trial.number
+    assert result["publisher"].n_plot_refreshes >= 2
+
+
+# -------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def sqlite_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'study.db'}"
+    return {"url": url, **run_target(url, "sqlite")}
+
+
+def test_sqlite_note_plots_and_attributes(sqlite_run: dict[str, Any]) -> None:
+    check_outputs(sqlite_run)
+
+
+def test_journal_note_plots_and_attributes(tmp_path: Path) -> None:
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    check_outputs(run_target(storage, "journal"))
+
+
+@pytest.mark.services
+def test_postgres_note_plots_and_attributes(postgres_url: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    try:
+        check_outputs(run_target(postgres_url, suffix, n_trials=4))
+    finally:
+        for name in optuna.get_all_study_names(postgres_url):
+            if name.endswith(suffix):
+                optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+# ---------------------------------------------------------------------------- real server
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def dashboard(sqlite_run: dict[str, Any]) -> Iterator[str]:
+    """An optuna-dashboard server on loopback over the SQLite storage; yields its base URL."""
+    port = _free_port()
+    code = "import sys; from optuna_dashboard._cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", code, sqlite_run["url"], "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _get(f"{base}/api/meta")
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    stderr = server.stderr.read().decode() if server.stderr else ""
+                    pytest.fail(f"optuna-dashboard did not start: {stderr[-2000:]}")
+                time.sleep(0.3)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_dashboard_server_serves_note_plots_and_attributes(
+    dashboard: str, sqlite_run: dict[str, Any]
+) -> None:
+    summaries = _get(f"{dashboard}/api/studies")["study_summaries"]
+    ids = {s["study_name"]: s["study_id"] for s in summaries}
+    detail = _get(f"{dashboard}/api/studies/{ids['target-sqlite']}")
+    assert NOTE_TITLE in detail["note"]["body"]
+    assert "prior-other-sqlite" in detail["note"]["body"]
+    plots = {p["id"]: json.loads(p["graph_object"]) for p in detail["plotly_graph_objects"]}
+    assert {PLOT_ID_SIMILARITY, PLOT_ID_SLICES, PLOT_ID_HISTORY} <= set(plots)
+    bars = plots[PLOT_ID_SIMILARITY]["data"][0]
+    assert set(bars["y"]) == {"prior-a-sqlite", "prior-b-sqlite"}
+    assert all(-1 <= v <= 1 for v in bars["x"])
+    assert len(detail["trials"]) == N_TARGET_TRIALS
+    for trial in detail["trials"]:
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert set(USER_ATTRS) <= set(attrs)
+        assert attrs["metabo:source"] in ("prior_design", "model")
+    # The dashboard shows the prior studies untouched: no note, no plots.
+    prior = _get(f"{dashboard}/api/studies/{ids['prior-a-sqlite']}")
+    assert prior["note"]["body"] == "" and prior["plotly_graph_objects"] == []
+
+
+# ------------------------------------------------------------------------------ unit tests
+def test_note_lists_used_skipped_and_similarity() -> None:
+    summary = {
+        "used": [
+            {"study_name": "p|1", "n_trials_used": 5, "n_trials_usable": 7, "n_trials_total": 9}
+        ],
+        "skipped": [{"study_name": "q", "reason": "it is multi-objective (2 objectives)"}],
+        "task_similarity": {"p|1": 0.8123},
+    }
+    note = transfer_note(summary, 4, 5, {"model": 3, "prior_design": 1}, None)
+    assert "| p\\|1 | 5 | 7 | 9 | 0.812 |" in note
+    assert "- **q**: it is multi-objective (2 objectives)" in note
+    assert "| p\\|1 | 0.812 |" in note
+    assert "model: 3, prior_design: 1" in note
+    empty = transfer_note({"used": [], "skipped": [], "task_similarity": {}}, 0, 0, {}, None)
+    assert "plain GP sampler" in empty and "Not learned yet." in empty
+
+
+def test_publisher_throttles_refreshes(sqlite_run: dict[str, Any]) -> None:
+    # every_n_trials=2 over 5 trials: the first proposal, then after 2 and 4 completed trials.
+    publisher = sqlite_run["publisher"]
+    assert publisher.n_plot_refreshes == 3
+    assert publisher.seconds_spent > 0
+
+
+def test_publisher_disabled_writes_nothing(tmp_path: Path) -> None:
+    publisher = DashboardPublisher(every_n_trials=None)
+    assert not publisher.enabled
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}")
+    publisher.publish(study, None, None, None, {})  # type: ignore[arg-type]
+    assert _system_attrs(study) == {}
+
+
+def test_publisher_without_optuna_dashboard_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import raises ImportError
+    publisher = DashboardPublisher()
+    study = optuna.create_study()
+    publisher.publish(study, None, None, None, {})  # type: ignore[arg-type]
+    assert not publisher.enabled and _system_attrs(study) == {}
+
+
+def test_publisher_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    publisher = DashboardPublisher()
+    broken = object()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            publisher.publish(broken, None, None, None, {})  # type: ignore[arg-type]
+    warnings = [r for r in caplog.records if "optuna-dashboard" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_slices_cover_every_parameter_kind() -> None:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import FloatDistribution
+    from optuna.distributions import IntDistribution
+
+    from optuna_metabo._dashboard import _param_columns
+    from optuna_metabo._dashboard import _slice_rows
+    from optuna_metabo._search_space import SearchSpace
+
+    space = SearchSpace(
+        {
+            "a": FloatDistribution(1e-3, 1.0, log=True),
+            "b": IntDistribution(1, 4),
+            "c": CategoricalDistribution(["u", "v", "w"]),
+        }
+    )
+    columns = _param_columns(space)
+    assert [list(v) for v in columns.values()] == [[0], [1], [2, 3, 4]]
+    center = space.encode({"a": 0.1, "b": 2, "c": "v"})
+    assert center is not None
+    rows, xs = _slice_rows(space, center, "b", columns["b"])
+    assert xs == [1, 2, 3, 4] and np.allclose(rows[:, 0], center[0])
+    rows, xs = _slice_rows(space, center, "c", columns["c"])
+    assert xs == ["u", "v", "w"] and np.allclose(rows[:, 2:], np.eye(3))
+    rows, xs = _slice_rows(space, center, "a", columns["a"])
+    assert len(xs) == 50 and xs[0] == pytest.approx(1e-3) and xs[-1] == pytest.approx(1.0)
