@@ -273,7 +273,7 @@ def fit_icm_gp(
         previous_state: A state dict of an earlier fit of the same shape to start from.
         fit_subset: Row indices used for fitting hyperparameters (all rows if None); the
             returned GP is conditioned on every row.
-        max_iter: L-BFGS-B iterations.
+        max_iter: L-BFGS-B iterations; 0 keeps ``previous_state`` as it is.
         device: Torch device of the tensors.
 
     Returns:
@@ -291,7 +291,8 @@ def fit_icm_gp(
         if state is not None:
             module.load_state_dict(state)
         try:
-            _optimize_hyperparameters(module, x[rows], task[rows], y[rows], max_iter)
+            if max_iter > 0:
+                _optimize_hyperparameters(module, x[rows], task[rows], y[rows], max_iter)
             return ICMGaussianProcess(module, x, task, y), module.state_dict()
         except (ModelFitError, RuntimeError, ValueError) as error:
             _logger.warning("GP fit failed (%s); retrying from default hyperparameters.", error)

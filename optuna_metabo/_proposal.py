@@ -172,7 +172,10 @@ class ProposalEngine:
         data = _training_data(priors, target_x, target_y, s.output_transform)
         state = compatible_state(self._state, data.x.shape[1], data.n_tasks, s.rank)
         subset = _fit_subset(data, s.max_fit_points, rng)
-        max_iter = 50 if state is not None else 200
+        # One target point says nothing about how the target relates to the priors (it is
+        # standardized to 0), so the fit made on the priors alone is kept until a second one.
+        n_target = len(target_y)
+        max_iter = 0 if state is not None and n_target < 2 else 50 if state is not None else 200
         model, self._state = fit_icm_gp(
             data, s.rank, state, subset, max_iter=max_iter, device=s.device
         )
