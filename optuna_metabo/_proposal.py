@@ -204,26 +204,13 @@ class ProposalEngine:
                 being proposed right now but have not published their point yet.
         """
         with _single_thread():
-            return self._propose(space, priors, target_x, target_y, pending_x, rng, rank)
-
-    def _propose(
-        self,
-        space: SearchSpace,
-        priors: list[EncodedPrior],
-        target_x: np.ndarray,
-        target_y: np.ndarray,
-        pending_x: np.ndarray,
-        rng: np.random.RandomState,
-        rank: int,
-    ) -> Proposal:
-        model, data = self.fit(priors, target_x, target_y, rng)
-        target = data.n_tasks - 1
-        if len(pending_x):
-            model = model.condition_on(
-                torch.as_tensor(pending_x, device=self.settings.device), target
-            )
-        x, acquisition, source = self._choose(space, model, data, priors, pending_x, rng, rank)
-        return self._describe(model, data, priors, target_y, x, acquisition, source)
+            model, data = self.fit(priors, target_x, target_y, rng)
+            target = data.n_tasks - 1
+            if len(pending_x):
+                pending = torch.as_tensor(pending_x, device=self.settings.device)
+                model = model.condition_on(pending, target)
+            x, acquisition, source = self._choose(space, model, data, priors, pending_x, rng, rank)
+            return self._describe(model, data, priors, target_y, x, acquisition, source)
 
     def _choose(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from collections.abc import Sequence
-import math
 import os
 from pathlib import Path
 import re
@@ -65,63 +64,14 @@ def _run_demo(
     storage: str, n_prior_trials: int, n_trials: int, seed: int, progress: bool | None
 ) -> dict[str, list[float]]:
     """``optuna_metabo.demo.run_demo`` with a progress bar over all trials it runs."""
-    import optuna
-
     from optuna_metabo import demo
-    from optuna_metabo._sampler import MetaBOSampler
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_storage(storage)
-    priors = {}
-    for name in demo.PRIOR_TASKS:
-        priors[name] = optuna.create_study(
-            storage=storage,
-            study_name=name,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed),
-        )
-    missing = {name: n_prior_trials - len(study.trials) for name, study in priors.items()}
-    total = sum(max(m, 0) for m in missing.values()) + 2 * n_trials
-    curves: dict[str, list[float]] = {}
+    total = demo.n_missing_prior_trials(storage, n_prior_trials) + 2 * n_trials
     with _progress_bar(total, progress, "demo") as bar:
-        for name, study in priors.items():
-            if missing[name] > 0:
-                study.optimize(
-                    demo.family_member(*demo.PRIOR_TASKS[name]),
-                    n_trials=missing[name],
-                    callbacks=[ProgressCallback(bar, f"prior {name}")],
-                )
-        target, (shift, scale) = demo.TARGET_TASK
-        samplers: dict[str, optuna.samplers.BaseSampler] = {
-            "MetaBOSampler": MetaBOSampler(
-                list(demo.PRIOR_TASKS), prior_storage=storage, seed=seed
-            ),
-            "TPESampler": optuna.samplers.TPESampler(seed=seed),
-        }
-        for label, sampler in samplers.items():
-            study_name = f"{target}-{label}-seed{seed}"
-            if study_name in optuna.study.get_all_study_names(storage=storage):
-                optuna.delete_study(study_name=study_name, storage=storage)
-            study = optuna.create_study(
-                storage=storage, study_name=study_name, direction="maximize", sampler=sampler
-            )
-            study.optimize(
-                demo.family_member(shift, scale),
-                n_trials=n_trials,
-                callbacks=[ProgressCallback(bar, label)],
-            )
-            curves[label] = _best_so_far(study)
-    return curves
-
-
-def _best_so_far(study: Any) -> list[float]:
-    best, out = -math.inf, []
-    for trial in study.trials:
-        if trial.value is not None:
-            best = max(best, trial.value)
-        out.append(best)
-    return out
+        return demo.run_demo(
+            storage, n_prior_trials, n_trials, seed, lambda label: ProgressCallback(bar, label)
+        )
 
 
 def _check_storage(url: str) -> None:

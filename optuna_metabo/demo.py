@@ -49,7 +49,16 @@ def _best_so_far(study: optuna.Study) -> list[float]:
     return out
 
 
-def run_demo(storage: str, n_prior_trials: int = 30, n_trials: int = 15, seed: int = 0) -> dict:
+StudyCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+def run_demo(
+    storage: str,
+    n_prior_trials: int = 30,
+    n_trials: int = 15,
+    seed: int = 0,
+    callback: Callable[[str], StudyCallback] | None = None,
+) -> dict[str, list[float]]:
     """Runs the demo and returns best-so-far curves by sampler name.
 
     Args:
@@ -57,8 +66,14 @@ def run_demo(storage: str, n_prior_trials: int = 30, n_trials: int = 15, seed: i
         n_prior_trials: Trials per prior study (created once, reused on later runs).
         n_trials: Trials for the new task, per sampler.
         seed: Seed for all samplers.
+        callback: Given a label (``"prior <name>"`` or a sampler name), returns an Optuna
+            callback for that study's ``optimize``, e.g. to advance a progress bar.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def callbacks(label: str) -> list[StudyCallback]:
+        return [callback(label)] if callback is not None else []
+
     for name, (shift, scale) in PRIOR_TASKS.items():
         prior = optuna.create_study(
             storage=storage,
@@ -69,7 +84,9 @@ def run_demo(storage: str, n_prior_trials: int = 30, n_trials: int = 15, seed: i
         )
         missing = n_prior_trials - len(prior.trials)
         if missing > 0:
-            prior.optimize(family_member(shift, scale), n_trials=missing)
+            prior.optimize(
+                family_member(shift, scale), n_trials=missing, callbacks=callbacks(f"prior {name}")
+            )
     name, (shift, scale) = TARGET_TASK
     samplers: dict[str, optuna.samplers.BaseSampler] = {
         "MetaBOSampler": MetaBOSampler(list(PRIOR_TASKS), prior_storage=storage, seed=seed),
@@ -83,9 +100,28 @@ def run_demo(storage: str, n_prior_trials: int = 30, n_trials: int = 15, seed: i
         study = optuna.create_study(
             storage=storage, study_name=study_name, direction="maximize", sampler=sampler
         )
-        study.optimize(family_member(shift, scale), n_trials=n_trials)
+        study.optimize(family_member(shift, scale), n_trials=n_trials, callbacks=callbacks(label))
         curves[label] = _best_so_far(study)
     return curves
+
+
+def n_missing_prior_trials(storage: str, n_prior_trials: int) -> int:
+    """How many prior trials ``run_demo`` still has to run (for a progress bar's total).
+
+    Args:
+        storage: Storage URL.
+        n_prior_trials: Trials per prior study.
+    """
+    existing = set(optuna.study.get_all_study_names(storage=storage))
+    missing = 0
+    for name in PRIOR_TASKS:
+        done = (
+            len(optuna.load_study(study_name=name, storage=storage).trials)
+            if (name in existing)
+            else 0
+        )
+        missing += max(n_prior_trials - done, 0)
+    return missing
 
 
 def _exists(storage: str, study_name: str) -> bool:
