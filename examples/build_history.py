@@ -37,15 +37,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--family", choices=sorted(families.FAMILY_MODULES), default="cnn")
-    family = pre.parse_known_args(argv)[0].family
-    module = families.family_module(family)
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.build_history",
-        description=(__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        parents=[pre],
+    parser, module, family = families.workflow_parser(
+        "python -m examples.build_history", __doc__, argv
     )
     group = parser.add_argument_group("history")
     group.add_argument(

@@ -42,6 +42,31 @@ def family_module(family: str) -> ModuleType:
     return importlib.import_module(FAMILY_MODULES[family])
 
 
+def workflow_parser(
+    prog: str, doc: str | None, argv: Sequence[str] | None
+) -> tuple[argparse.ArgumentParser, ModuleType, str]:
+    """The parser of a workflow script, with the options of the family named in ``argv``.
+
+    Args:
+        prog: Program name shown in ``--help``.
+        doc: The script's docstring; its first paragraph is the description.
+        argv: Command-line arguments, read for ``--family`` only.
+
+    Returns:
+        The parser, the family's module and the family name.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--family", choices=sorted(FAMILY_MODULES), default="cnn")
+    family = pre.parse_known_args(argv)[0].family
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(doc or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        parents=[pre],
+    )
+    return parser, family_module(family), family
+
+
 def add_family_arguments(
     parser: argparse.ArgumentParser, family: str, *, data: bool = True
 ) -> None:

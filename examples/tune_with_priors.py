@@ -40,15 +40,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--family", choices=sorted(families.FAMILY_MODULES), default="cnn")
-    family = pre.parse_known_args(argv)[0].family
-    module = families.family_module(family)
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.tune_with_priors",
-        description=(__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        parents=[pre],
+    parser, module, family = families.workflow_parser(
+        "python -m examples.tune_with_priors", __doc__, argv
     )
     families.add_family_arguments(parser, family)
     parser.set_defaults(dataset=module.NEW_DATASET)
