@@ -315,8 +315,8 @@ def test_slices_cover_every_parameter_kind() -> None:
     from optuna.distributions import FloatDistribution
     from optuna.distributions import IntDistribution
 
-    from optuna_metabo._dashboard import _param_columns
-    from optuna_metabo._dashboard import _slice_rows
+    from optuna_metabo._plots import _param_columns
+    from optuna_metabo._plots import _slice_rows
     from optuna_metabo._search_space import SearchSpace
 
     space = SearchSpace(

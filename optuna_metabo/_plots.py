@@ -1,0 +1,560 @@
+"""Figures for optuna-dashboard: task similarity, slices through the incumbent, history.
+
+Plotly is imported lazily by the callers in ``_dashboard``; nothing here writes to storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import contextmanager
+import logging
+import math
+from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
+from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+
+    from optuna_metabo._proposal import Proposal
+    from optuna_metabo._search_space import SearchSpace
+
+
+_logger = logging.getLogger(__name__)
+
+PLOT_ID_SIMILARITY = "metabo-task-similarity"
+PLOT_ID_SLICES = "metabo-slices"  # A second figure, if any, gets the suffix "-2".
+PLOT_ID_HISTORY = "metabo-history"
+PLOT_IDS = (PLOT_ID_SIMILARITY, PLOT_ID_SLICES, PLOT_ID_HISTORY)
+NOTE_TITLE = "MetaBOSampler: transfer from prior studies"
+MAX_SLICE_PARAMS = 8
+SLICE_PARAMS_PER_FIGURE = 4
+SLICE_POINTS = 50
+_SIMILARITY_TOLERANCE = 0.05
+_LOG_EI_RANGE = 30.0
+_SOURCES = ("prior_design", "model", "startup", "independent", "fallback")
+_SOURCE_COLORS = {
+    "prior_design": "#ff7f0e",
+    "model": "#1f77b4",
+    "startup": "#7f7f7f",
+    "independent": "#9467bd",
+    "fallback": "#d62728",
+}
+# A small explicit template: plotly's named templates add ~6 kB of JSON to every figure and cost
+# a deep copy on each build.
+_GRID = {"gridcolor": "#ebf0f8", "zerolinecolor": "#d0d7e2", "linecolor": "#d0d7e2"}
+_TEMPLATE: dict[str, Any] = {
+    "layout": {
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "font": {"color": "#2a3f5f"},
+        "colorway": ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"],
+        "xaxis": _GRID,
+        "yaxis": _GRID,
+    }
+}
+
+
+def _sign(direction: StudyDirection) -> float:
+    return 1.0 if direction == StudyDirection.MINIMIZE else -1.0
+
+
+def _round(values: Any, digits: int = 5) -> list[float | None]:
+    """Rounds to significant digits and maps non-finite values to None (smaller JSON)."""
+    out: list[float | None] = []
+    for v in np.asarray(values, dtype=float).reshape(-1):
+        out.append(float(f"{v:.{digits}g}") if math.isfinite(v) else None)
+    return out
+
+
+# -------------------------------------------------------------------------------- the model
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Runs torch on one intra-op thread, as the engine does for these small matrices."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class ModelView:
+    """The posterior of the target task in user units (the study's direction), for plotting.
+
+    Args:
+        model: A fitted ``ICMGaussianProcess``.
+        target: The target's task index.
+        best: The incumbent in standardized units (for log expected improvement).
+        offset: ``raw ~ offset + scale * standardized``.
+        scale: See ``offset``.
+        sign: ``1`` for minimization, ``-1`` for maximization.
+        device: Torch device of the model.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        target: int,
+        best: float,
+        offset: float,
+        scale: float,
+        sign: float,
+        device: str = "cpu",
+    ) -> None:
+        self.model, self.target, self.best = model, target, best
+        self.offset, self.scale, self.sign, self.device = offset, scale, sign, device
+
+    @classmethod
+    def from_proposal(cls, proposal: Proposal, direction: StudyDirection) -> ModelView | None:
+        """The view of the model a proposal was made with, or None if it has none.
+
+        Args:
+            proposal: A proposal of ``ProposalEngine.propose``.
+            direction: The study direction.
+        """
+        if proposal.model is None:
+            return None
+        device = str(proposal.model.x.device)
+        return cls(
+            proposal.model,
+            proposal.target_index,
+            proposal.best,
+            proposal.offset,
+            proposal.scale,
+            _sign(direction),
+            device,
+        )
+
+    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation in user units, and log EI, at ``rows``.
+
+        Args:
+            rows: Normalized points ``(m, d)``.
+
+        Returns:
+            ``(mean, std, log_ei)``, each of shape ``(m,)``.
+        """
+        import torch
+
+        from optuna_metabo._acquisition import LogExpectedImprovement
+
+        with torch.no_grad(), _one_torch_thread():
+            x = torch.as_tensor(rows, dtype=torch.float64, device=self.device)
+            mean, variance = self.model.posterior(x, self.target)
+            acq = LogExpectedImprovement(self.model, self.target, self.best)(x)
+        mean_np = mean.cpu().numpy()
+        std_np = np.sqrt(variance.cpu().numpy())
+        user_mean = self.sign * (self.offset + self.scale * mean_np)
+        return user_mean, abs(self.scale) * std_np, acq.cpu().numpy()
+
+
+# -------------------------------------------------------------------------------- the plots
+def _param_columns(space: SearchSpace) -> dict[str, np.ndarray]:
+    """Columns of each parameter in the encoding (see ``SearchSpace``'s layout)."""
+    columns, column = {}, 0
+    for name, dist in space.distributions.items():
+        width = len(dist.choices) if isinstance(dist, CategoricalDistribution) else 1
+        columns[name] = np.arange(column, column + width)
+        column += width
+    if column != space.dim:
+        raise RuntimeError("Unexpected search space layout.")
+    return columns
+
+
+def _slice_rows(
+    space: SearchSpace, center: np.ndarray, name: str, columns: np.ndarray
+) -> tuple[np.ndarray, list[Any]]:
+    """Rows that vary one parameter with the others at ``center``, and their values."""
+    dist = space.distributions[name]
+    if isinstance(dist, CategoricalDistribution):
+        rows = np.tile(center, (len(columns), 1))
+        rows[:, columns] = np.eye(len(columns))
+        return rows, [str(c) for c in dist.choices]
+    rows = np.tile(center, (SLICE_POINTS, 1))
+    rows[:, columns[0]] = np.linspace(0.0, 1.0, SLICE_POINTS)
+    rows = space.snap(rows)
+    _, first = np.unique(np.round(rows[:, columns[0]], 12), return_index=True)
+    rows = rows[np.sort(first)]
+    return rows, [space.decode(row)[name] for row in rows]
+
+
+def slice_figures(
+    view: ModelView,
+    space: SearchSpace,
+    proposed_x: np.ndarray,
+    trial_number: int,
+    completed: Sequence[FrozenTrial],
+) -> list[Any]:
+    """One slice per parameter through the incumbent: observations, posterior mean ±2σ, log EI.
+
+    The dashboard shows each custom plot in a half-width card 450 px high, so the slices come
+    as figures of at most ``SLICE_PARAMS_PER_FIGURE`` parameters, for the first
+    ``MAX_SLICE_PARAMS`` parameters.
+
+    Args:
+        view: The model in user units.
+        space: The search space.
+        proposed_x: The normalized point proposed for ``trial_number`` ``(d,)``.
+        trial_number: The trial that was proposed.
+        completed: Completed target trials with finite values.
+    """
+    sign = view.sign
+    encoded: list[tuple[FrozenTrial, np.ndarray]] = []
+    for t in completed:
+        row = space.encode(t.params)
+        if row is not None:
+            encoded.append((t, row))
+    center: np.ndarray
+    if encoded:
+        incumbent, center = min(encoded, key=lambda tr: sign * float(tr[0].values[0]))
+        center_label = f"best trial #{incumbent.number}"
+    else:
+        center, center_label = np.asarray(proposed_x, dtype=float), f"trial #{trial_number}"
+    columns = _param_columns(space)
+    names = list(space.distributions)[:MAX_SLICE_PARAMS]
+    blocks = [(n, *_slice_rows(space, center, n, columns[n])) for n in names]
+    mean, std, acq = view.predict(np.concatenate([rows for _, rows, _ in blocks]))
+    proposed = space.decode(np.asarray(proposed_x, dtype=float))
+    figures, offset = [], 0
+    chunks = [
+        blocks[i : i + SLICE_PARAMS_PER_FIGURE]
+        for i in range(0, len(blocks), SLICE_PARAMS_PER_FIGURE)
+    ]
+    for k, chunk in enumerate(chunks):
+        size = sum(len(rows) for _, rows, _ in chunk)
+        part = slice(offset, offset + size)
+        offset += size
+        title = f"Trial #{trial_number}: slices through {center_label}"
+        if len(chunks) > 1:
+            title += f" ({k + 1}/{len(chunks)})"
+        figures.append(
+            _slice_chunk(
+                chunk, space, mean[part], std[part], acq[part], completed, proposed, title
+            )
+        )
+    return figures
+
+
+def _slice_chunk(
+    blocks: list[tuple[str, np.ndarray, list[Any]]],
+    space: SearchSpace,
+    mean: np.ndarray,
+    std: np.ndarray,
+    acq: np.ndarray,
+    completed: Sequence[FrozenTrial],
+    proposed: Mapping[str, Any],
+    title: str,
+) -> Any:
+    from plotly.subplots import make_subplots
+
+    n_cols = min(len(blocks), 2)
+    n_block_rows = math.ceil(len(blocks) / n_cols)
+    titles: list[str] = []
+    for r in range(n_block_rows):
+        names = [
+            blocks[r * n_cols + c][0] if r * n_cols + c < len(blocks) else ""
+            for c in range(n_cols)
+        ]
+        titles += names + [""] * n_cols
+    figure = make_subplots(
+        rows=2 * n_block_rows,
+        cols=n_cols,
+        row_heights=[0.68, 0.32] * n_block_rows,
+        subplot_titles=titles,
+        vertical_spacing=0.16 / n_block_rows,
+        horizontal_spacing=0.12,
+    )
+    offset = 0
+    for i, (name, rows, xs) in enumerate(blocks):
+        part = slice(offset, offset + len(rows))
+        offset += len(rows)
+        row, col = 2 * (i // n_cols) + 1, i % n_cols + 1
+        _add_slice(
+            figure,
+            row,
+            col,
+            name,
+            space,
+            xs,
+            mean[part],
+            std[part],
+            acq[part],
+            completed,
+            proposed,
+        )
+    figure.layout.template = _TEMPLATE
+    figure.update_annotations(font_size=11)
+    figure.update_xaxes(tickfont_size=9)
+    figure.update_yaxes(tickfont_size=9)
+    figure.update_layout(
+        title={
+            "text": f"{title}<br><sup>blue: posterior mean ±2σ · black: trials · green: log EI"
+            " · red ×: proposed</sup>",
+            "font_size": 13,
+        },
+        showlegend=False,
+        margin={"l": 45, "r": 15, "t": 65, "b": 25},
+    )
+    return figure
+
+
+def _add_slice(
+    figure: Any,
+    row: int,
+    col: int,
+    name: str,
+    space: SearchSpace,
+    xs: list[Any],
+    mean: np.ndarray,
+    std: np.ndarray,
+    acq: np.ndarray,
+    completed: Sequence[FrozenTrial],
+    proposed: Mapping[str, Any],
+) -> None:
+    import plotly.graph_objects as go
+
+    dist = space.distributions[name]
+    categorical = isinstance(dist, CategoricalDistribution)
+    common: dict[str, Any] = {}
+    if len(acq):  # log EI far below its maximum only squashes the interesting part.
+        acq = np.maximum(acq, np.max(acq) - _LOG_EI_RANGE)
+    if categorical:
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=_round(mean),
+                error_y={"type": "data", "array": _round(2 * std)},
+                mode="markers",
+                marker={"color": "#1f77b4", "size": 9},
+                name="posterior mean ±2σ",
+                **common,
+            ),
+            row=row,
+            col=col,
+        )
+        figure.add_trace(
+            go.Bar(x=xs, y=_round(acq), marker={"color": "#2ca02c"}, name="log EI", **common),
+            row=row + 1,
+            col=col,
+        )
+    else:
+        band_x = list(xs) + list(xs)[::-1]
+        band_y = _round(np.concatenate([mean + 2 * std, (mean - 2 * std)[::-1]]))
+        figure.add_trace(
+            go.Scatter(
+                x=band_x,
+                y=band_y,
+                fill="toself",
+                mode="lines",
+                fillcolor="rgba(31,119,180,0.18)",
+                line={"width": 0},
+                hoverinfo="skip",
+                name="±2σ",
+                **common,
+            ),
+            row=row,
+            col=col,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=_round(mean),
+                mode="lines",
+                line={"color": "#1f77b4"},
+                name="posterior mean",
+                **common,
+            ),
+            row=row,
+            col=col,
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=_round(acq),
+                mode="lines",
+                line={"color": "#2ca02c"},
+                name="log EI",
+                **common,
+            ),
+            row=row + 1,
+            col=col,
+        )
+        if getattr(dist, "log", False):
+            figure.update_xaxes(type="log", row=row, col=col)
+            figure.update_xaxes(type="log", row=row + 1, col=col)
+    obs = [(t.params[name], float(t.values[0]), t.number) for t in completed if name in t.params]
+    if obs:
+        figure.add_trace(
+            go.Scatter(
+                x=[str(o[0]) if categorical else o[0] for o in obs],
+                y=_round([o[1] for o in obs]),
+                text=[f"trial #{o[2]}" for o in obs],
+                mode="markers",
+                marker={"color": "black", "size": 6},
+                name="observations",
+                **common,
+            ),
+            row=row,
+            col=col,
+        )
+    if name in proposed:
+        value = proposed[name]
+        figure.add_trace(
+            go.Scatter(
+                x=[str(value) if categorical else value],
+                y=[_round(np.max(acq))[0]] if len(acq) else [None],
+                mode="markers",
+                marker={"color": "#d62728", "size": 11, "symbol": "x"},
+                name="proposed value",
+                **common,
+            ),
+            row=row + 1,
+            col=col,
+        )
+
+
+def similarity_figure(
+    summary: Mapping[str, Any], history: Sequence[tuple[int, Mapping[str, float]]] = ()
+) -> Any:
+    """The learned similarity of each prior task to the target: now (bars) and over trials.
+
+    Args:
+        summary: ``MetaBOSampler.prior_summary()``-style dictionary.
+        history: ``(trial number, similarity by study)`` pairs, oldest first.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    similarity = dict(summary.get("task_similarity", {}))
+    used = {u["study_name"]: u for u in summary.get("used", [])}
+    names = sorted(similarity, key=lambda n: similarity[n])
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.45, 0.55],
+        subplot_titles=["now", "over trials"],
+        horizontal_spacing=0.22,
+    )
+    figure.add_trace(
+        go.Bar(
+            x=_round([similarity[n] for n in names], 3),
+            y=names,
+            orientation="h",
+            marker={"color": ["#2ca02c" if similarity[n] >= 0 else "#d62728" for n in names]},
+            text=[
+                f"{similarity[n]:.2f} ({used.get(n, {}).get('n_trials_used', '?')} trials)"
+                for n in names
+            ],
+            textposition="inside",
+            insidetextanchor="start",
+            textangle=0,
+            showlegend=False,
+        ),
+        row=1,
+        col=1,
+    )
+    for name in reversed(names):
+        points = [(n, s[name]) for n, s in history if name in s]
+        figure.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=_round([p[1] for p in points], 3),
+                mode="lines+markers",
+                name=name,
+            ),
+            row=1,
+            col=2,
+        )
+    figure.update_xaxes(range=[-1, 1], title_text="correlation", row=1, col=1)
+    figure.update_yaxes(automargin=True, tickfont_size=10, row=1, col=1)
+    figure.update_xaxes(title_text="trial", row=1, col=2)
+    figure.update_yaxes(range=[-1.05, 1.05], row=1, col=2)
+    figure.layout.template = _TEMPLATE
+    figure.update_layout(
+        title={"text": "Learned similarity of each prior task to the target", "font_size": 13},
+        showlegend=False,
+        margin={"l": 10, "r": 15, "t": 65, "b": 40},
+    )
+    return figure
+
+
+def history_figure(study: Study) -> Any:
+    """Target value against trial by ``metabo:source``, best so far, and predicted ±2σ.
+
+    Args:
+        study: The target study.
+    """
+    import plotly.graph_objects as go
+
+    trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+    trials = [t for t in trials if t.values and math.isfinite(t.values[0])]
+    sign = _sign(study.direction)
+    figure = go.Figure()
+    predicted = [t for t in trials if isinstance(t.user_attrs.get("metabo:predicted_mean"), float)]
+    if predicted:
+        stds = [t.user_attrs.get("metabo:predicted_std") for t in predicted]
+        figure.add_trace(
+            go.Scatter(
+                x=[t.number for t in predicted],
+                y=_round([t.user_attrs["metabo:predicted_mean"] for t in predicted]),
+                error_y={
+                    "type": "data",
+                    "array": _round([2 * s if isinstance(s, float) else 0.0 for s in stds]),
+                    "color": "#aaaaaa",
+                },
+                mode="markers",
+                marker={"color": "#aaaaaa", "symbol": "circle-open", "size": 8},
+                name="predicted ±2σ",
+            )
+        )
+    best, xs, ys = math.inf, [], []
+    for t in trials:
+        best = min(best, sign * float(t.values[0]))
+        xs.append(t.number)
+        ys.append(sign * best)
+    figure.add_trace(
+        go.Scatter(
+            x=xs,
+            y=_round(ys),
+            mode="lines",
+            line={"shape": "hv", "color": "black"},
+            name="best so far",
+        )
+    )
+    by_source: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        by_source.setdefault(str(t.user_attrs.get("metabo:source", "unknown")), []).append(t)
+    for source in sorted(by_source, key=lambda s: _SOURCES.index(s) if s in _SOURCES else 99):
+        group = by_source[source]
+        figure.add_trace(
+            go.Scatter(
+                x=[t.number for t in group],
+                y=_round([t.values[0] for t in group]),
+                mode="markers",
+                marker={"color": _SOURCE_COLORS.get(source, "#17becf"), "size": 9},
+                name=source,
+            )
+        )
+    figure.layout.template = _TEMPLATE
+    figure.update_layout(
+        title={
+            "text": "Target history by source, best so far, predicted ±2σ",
+            "font_size": 13,
+        },
+        xaxis_title="trial",
+        yaxis_title=f"objective ({study.direction.name.lower()})",
+        margin={"l": 50, "r": 15, "t": 50, "b": 40},
+        legend={"orientation": "h", "y": -0.18, "font_size": 10},
+    )
+    return figure
