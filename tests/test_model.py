@@ -36,8 +36,9 @@ class _ExactGP(gpytorch.models.ExactGP):
 
     def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         inputs, task = x[:, :-1], x[:, -1].long()
-        covar = self.module.input_covariance(inputs, inputs) * (
-            self.module.task_covariance()[task][:, task]
+        covar = (
+            self.module.input_covariance(inputs, inputs)
+            * (self.module.task_covariance()[task][:, task])
         )
         return gpytorch.distributions.MultivariateNormal(torch.zeros(len(x), dtype=x.dtype), covar)
 
@@ -106,8 +107,10 @@ def test_posterior_interpolates_and_pending_points_reduce_variance() -> None:
 def test_warm_start_and_duplicate_inputs_are_handled() -> None:
     data = _two_tasks(1.0)
     doubled = TrainingData(
-        np.concatenate([data.x, data.x]), np.concatenate([data.task, data.task]),
-        np.concatenate([data.y, data.y]), 2,
+        np.concatenate([data.x, data.x]),
+        np.concatenate([data.task, data.task]),
+        np.concatenate([data.y, data.y]),
+        2,
     )
     _, state = fit_icm_gp(data, rank=1)
     model, _ = fit_icm_gp(doubled, rank=1, previous_state=state, max_iter=10)

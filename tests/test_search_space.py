@@ -48,7 +48,9 @@ def _inside(dist: BaseDistribution, value: object) -> bool:
 @given(space=spaces, data=st.data())
 def test_decode_any_row_is_inside_every_distribution(space: dict, data: st.DataObject) -> None:
     encoder = SearchSpace(space)
-    row = np.array(data.draw(st.lists(st.floats(-1, 2), min_size=encoder.dim, max_size=encoder.dim)))
+    row = np.array(
+        data.draw(st.lists(st.floats(-1, 2), min_size=encoder.dim, max_size=encoder.dim))
+    )
     params = encoder.decode(row)
     assert set(params) == set(space)
     for name, dist in space.items():
