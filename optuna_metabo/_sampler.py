@@ -135,6 +135,15 @@ class MetaBOSampler(BaseSampler):
         self._summary_logged = False
         self._dashboard = DashboardPublisher(dashboard_every_n_trials)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]  # Locks do not pickle; e.g. Dask ships samplers to its workers.
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # ----------------------------------------------------------------- BaseSampler interface
     def reseed_rng(self) -> None:
         self._rng.seed()

@@ -176,3 +176,17 @@ def test_cold_start_survives_priors_with_other_distributions() -> None:
     used = sampler.prior_summary()["used"]
     n_b = sum(t.params["c"] == "b" for t in prior.trials)
     assert [u["study_name"] for u in used] == ["prior"] and used[0]["n_trials_used"] == n_b
+
+
+def test_sampler_pickles_and_keeps_working() -> None:
+    import pickle
+
+    storage = _priors([0.4])
+    sampler = MetaBOSampler(prior_storage=storage, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(_quadratic(0.4), n_trials=2)
+    clone = pickle.loads(pickle.dumps(sampler))
+    again = optuna.create_study(sampler=clone)
+    again.optimize(_quadratic(0.4), n_trials=2)
+    assert [t.state for t in again.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert clone.prior_summary()["used"] == sampler.prior_summary()["used"]
