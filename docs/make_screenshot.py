@@ -48,15 +48,8 @@ def _sampler(storage: str) -> Any:
 
     publisher = DashboardPublisher(every_n_trials=1, max_overhead=1.0)  # Final state on screen.
     sampler = MetaBOSampler(list(PRIOR_TASKS), prior_storage=storage, seed=0)
-    if hasattr(sampler, "_dashboard"):
-        sampler._dashboard = publisher
-        return sampler
-    sys.path.insert(0, str(DOCS.parent / "tests"))
-    from test_dashboard import _PublishingSampler  # Until the sampler calls the publisher.
-
-    return _PublishingSampler(
-        list(PRIOR_TASKS), prior_storage=storage, seed=0, publisher=publisher
-    )
+    sampler._dashboard = publisher
+    return sampler
 
 
 def _run_study(storage: str, n_trials: int) -> str:

@@ -52,34 +52,8 @@ _logger = logging.getLogger(__name__)
 PLOT_ID_SIMILARITY = "metabo-task-similarity"
 PLOT_ID_SLICES = "metabo-slices"  # A second figure, if any, gets the suffix "-2".
 PLOT_ID_HISTORY = "metabo-history"
-PLOT_IDS = (PLOT_ID_SIMILARITY, PLOT_ID_SLICES, PLOT_ID_HISTORY)
 NOTE_TITLE = "MetaBOSampler: transfer from prior studies"
-MAX_SLICE_PARAMS = 8
-SLICE_PARAMS_PER_FIGURE = 4
-SLICE_POINTS = 50
 _SIMILARITY_TOLERANCE = 0.05
-_LOG_EI_RANGE = 30.0
-_SOURCES = ("prior_design", "model", "startup", "independent", "fallback")
-_SOURCE_COLORS = {
-    "prior_design": "#ff7f0e",
-    "model": "#1f77b4",
-    "startup": "#7f7f7f",
-    "independent": "#9467bd",
-    "fallback": "#d62728",
-}
-# A small explicit template: plotly's named templates add ~6 kB of JSON to every figure and cost
-# a deep copy on each build.
-_GRID = {"gridcolor": "#ebf0f8", "zerolinecolor": "#d0d7e2", "linecolor": "#d0d7e2"}
-_TEMPLATE: dict[str, Any] = {
-    "layout": {
-        "paper_bgcolor": "white",
-        "plot_bgcolor": "white",
-        "font": {"color": "#2a3f5f"},
-        "colorway": ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"],
-        "xaxis": _GRID,
-        "yaxis": _GRID,
-    }
-}
 
 
 class DashboardPublisher:

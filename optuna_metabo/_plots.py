@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from contextlib import contextmanager
-import logging
 import math
 from typing import Any
 from typing import TYPE_CHECKING
@@ -28,17 +27,9 @@ if TYPE_CHECKING:
     from optuna_metabo._search_space import SearchSpace
 
 
-_logger = logging.getLogger(__name__)
-
-PLOT_ID_SIMILARITY = "metabo-task-similarity"
-PLOT_ID_SLICES = "metabo-slices"  # A second figure, if any, gets the suffix "-2".
-PLOT_ID_HISTORY = "metabo-history"
-PLOT_IDS = (PLOT_ID_SIMILARITY, PLOT_ID_SLICES, PLOT_ID_HISTORY)
-NOTE_TITLE = "MetaBOSampler: transfer from prior studies"
 MAX_SLICE_PARAMS = 8
 SLICE_PARAMS_PER_FIGURE = 4
 SLICE_POINTS = 50
-_SIMILARITY_TOLERANCE = 0.05
 _LOG_EI_RANGE = 30.0
 _SOURCES = ("prior_design", "model", "startup", "independent", "fallback")
 _SOURCE_COLORS = {
