@@ -284,9 +284,10 @@ def fit_icm_gp(
     task = torch.as_tensor(data.task, dtype=torch.long, device=device)  # (n,)
     y = torch.as_tensor(data.y, dtype=torch.float64, device=device)  # (n,)
     rows = slice(None) if fit_subset is None else torch.as_tensor(fit_subset, device=device)
-    starts: list[Mapping[str, Any] | None] = [previous_state, None]
+    # A warm start first; if that fit fails, one more from the default hyperparameters.
+    starts = [previous_state, None] if previous_state is not None else [None]
     last_error: Exception | None = None
-    for state in starts if previous_state is not None else [None]:
+    for state in starts:
         module = ICMKernelModule(dim, data.n_tasks, rank).to(device=device, dtype=torch.float64)
         if state is not None:
             module.load_state_dict(state)

@@ -131,11 +131,9 @@ class _CategoricalColumns:
 
 
 def _same_choice(a: Any, b: Any) -> bool:
-    return (
-        type(a) is type(b)
-        and a == b
-        or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and a == b)
-    )
+    """Equal values of the same type, or equal numbers (1 == 1.0) across int and float."""
+    numbers = (int, float)
+    return a == b and (type(a) is type(b) or (isinstance(a, numbers) and isinstance(b, numbers)))
 
 
 class SearchSpace:
