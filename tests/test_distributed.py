@@ -37,6 +37,8 @@ N_WORKERS = 4
 TRIALS_PER_WORKER = 3
 SLEEP_S = 0.3
 WORKER_TIMEOUT_S = 150.0
+HEARTBEAT_S = 1
+GRACE_PERIOD_S = 3
 _CHOICES = {"a": 0.0, "b": 0.3, "c": 0.6}
 
 
@@ -46,7 +48,9 @@ def open_storage(spec: dict[str, Any], heartbeat: bool = False) -> BaseStorage:
     kind = spec["kind"]
     if kind == "rdb":
         if heartbeat:
-            return optuna.storages.RDBStorage(spec["url"], heartbeat_interval=1, grace_period=3)
+            return optuna.storages.RDBStorage(
+                spec["url"], heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_PERIOD_S
+            )
         return optuna.storages.RDBStorage(spec["url"])
     from optuna.storages.journal import JournalFileBackend
     from optuna.storages.journal import JournalRedisBackend
@@ -393,8 +397,13 @@ def _check_killed_worker(
     time.sleep(0.2)
     pid, killed_number = (int(v) for v in marker.read_text().split())
     os.kill(pid, signal.SIGKILL)  # Mid-trial, without any chance to clean up.
+    killed_at = time.monotonic()
     codes = launcher.exit_codes()
     assert codes == [-signal.SIGKILL] + [0] * (N_WORKERS - 1), launcher.stderr()
+    if heartbeat:
+        # The killed trial is stale only once its last heartbeat is older than the grace
+        # period; the other workers may finish sooner than that, so wait it out.
+        time.sleep(max(0.0, killed_at + GRACE_PERIOD_S + HEARTBEAT_S + 0.5 - time.monotonic()))
 
     # A later worker (this process) continues the study with a fresh sampler.
     from optuna_metabo import MetaBOSampler
