@@ -14,9 +14,11 @@ from dataclasses import field
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from benchmarks import CACHE_DIR
@@ -25,6 +27,7 @@ from benchmarks import RESULTS_DIR
 from benchmarks.problems import get_problem
 from benchmarks.regret import best_so_far
 from benchmarks.regret import BOUND_SAMPLES
+from benchmarks.regret import Bounds
 from benchmarks.regret import task_bounds
 from benchmarks.runner import COMPLETE
 from benchmarks.runner import get_storage
@@ -62,6 +65,8 @@ class Run:
     seconds: np.ndarray
     protocol: str = ""
     regret: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    prior_studies: list[str] = field(default_factory=list)
+    bounds: Bounds | None = None
 
 
 def load_runs(
@@ -101,6 +106,7 @@ def load_runs(
             np.array(values, dtype=float),
             np.array(seconds, dtype=float),
             attrs["bench:protocol"],
+            prior_studies=list(attrs.get("bench:prior_studies", [])),
         )
         runs.append(run)
     for run in runs:  # show the protocol only where a problem has several
@@ -125,6 +131,7 @@ def attach_regret(runs: list[Run], cache_dir: str | os.PathLike[str], n_samples:
         bounds = task_bounds(problem, target, cache_dir, n_samples)
         bounds = bounds.widened(np.concatenate([r.values for r in task_runs]))
         for run in task_runs:
+            run.bounds = bounds
             curve = bounds.regret(best_so_far(run.values, problem.direction))
             pad = max(run.budget - len(curve), 0)
             run.regret = np.concatenate([curve, np.full(pad, curve[-1] if len(curve) else 1.0)])
@@ -337,6 +344,80 @@ DEFINITIONS = """\
 """
 
 
+REUSE_FLOOR = (
+    "the regret of the best prior configuration re-evaluated on the target (regret bounds as "
+    "above). A sampler that only re-uses prior configurations cannot get below it."
+)
+
+
+def _prior_configurations(store: BaseStorage, names: list[str]) -> tuple[list[Any], list[Any]]:
+    """Each prior study's best configuration, and every completed configuration."""
+    incumbents, everything = [], []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=store)
+        done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        if done:
+            incumbents.append(study.best_trial.params)
+            everything += [t.params for t in done]
+    return incumbents, everything
+
+
+def reuse_floors(runs: list[Run], storage: str) -> dict[str, list[float]]:
+    """Regret of the prior studies' configurations re-evaluated on the target, per instance.
+
+    A sampler that only re-uses prior configurations can do no better than the best of them,
+    so this is the floor of warm-starting by reuse; getting below it takes new configurations.
+
+    Args:
+        runs: Runs with regret bounds attached (:func:`attach_regret`).
+        storage: Storage URL holding the prior studies.
+
+    Returns:
+        ``{"incumbents": [...], "all": [...]}``: for each (target, seed) instance with priors,
+        the regret of the best of the prior studies' best configurations, and of all their
+        completed configurations.
+    """
+    store = get_storage(storage)
+    floors: dict[str, list[float]] = {"incumbents": [], "all": []}
+    for instance in _instances(runs).values():
+        run = next((r for r in instance.values() if r.prior_studies and r.bounds), None)
+        if run is None or run.bounds is None:
+            continue
+        problem = get_problem(run.problem)
+        configurations = _prior_configurations(store, run.prior_studies)
+        for kind, params in zip(("incumbents", "all"), configurations):
+            if params:
+                try:
+                    values = problem.evaluate_many(run.target, params)
+                except NotImplementedError:  # e.g. real training, only through its objective
+                    return floors
+                best = best_so_far(values, problem.direction)[-1:]
+                floors[kind].append(float(run.bounds.regret(best)[0]))
+    return floors
+
+
+def reuse_floor_table(runs: list[Run], storage: str) -> str:
+    """Markdown table of :func:`reuse_floors` (mean ± SE over instances).
+
+    Args:
+        runs: Runs with regret bounds attached.
+        storage: Storage URL holding the prior studies.
+    """
+    floors = reuse_floors(runs, storage)
+    if not floors["all"]:
+        return (
+            "Not available: no runs with prior studies, or a problem that only evaluates "
+            "configurations through its objective."
+        )
+    lines = ["| re-evaluated on the target | instances | regret |", "|---|---:|---:|"]
+    labels = {"incumbents": "each prior study's best", "all": "every prior trial"}
+    for kind, values in floors.items():
+        array = np.array(values)
+        se = array.std(ddof=1) / math.sqrt(len(array)) if len(array) > 1 else 0.0
+        lines.append(f"| {labels[kind]} | {len(array)} | {_fmt(float(array.mean()), se)} |")
+    return "\n".join(lines)
+
+
 def build_report(
     storage: str,
     out_dir: str | os.PathLike[str] = RESULTS_DIR,
@@ -399,6 +480,7 @@ def build_report(
         md += ["Mean normalized regret ± SE:", "", regret_table(sub), ""]
         md += ["Average rank:", "", rank_table(sub), ""]
         md += ["Trials to reach each baseline's final regret:", "", reach_table(sub), ""]
+        md += [f"Prior reuse floor: {REUSE_FLOOR}", "", reuse_floor_table(sub, storage), ""]
     path = out / f"{name}.md"
     path.write_text("\n".join(md))
     return path

@@ -27,7 +27,10 @@ from benchmarks.problems.lcbench import yahpo_dir
 from benchmarks.regret import best_so_far
 from benchmarks.regret import Bounds
 from benchmarks.regret import task_bounds
+from benchmarks.report import attach_regret
 from benchmarks.report import build_report
+from benchmarks.report import load_runs
+from benchmarks.report import reuse_floors
 from benchmarks.runner import get_storage
 from benchmarks.runner import plan
 from benchmarks.runner import prior_name
@@ -238,7 +241,8 @@ def test_report_is_produced(quick: dict, tmp_path: Path) -> None:
         quick["storage"], out, "quick", cache_dir=quick["root"] / "cache", n_samples=200
     )
     text = path.read_text()
-    for heading in ("Normalized regret", "Average rank", "Trials to reach", "seconds per trial"):
+    headings = ("Normalized regret", "Average rank", "Trials to reach", "seconds per trial")
+    for heading in (*headings, "Prior reuse floor", "| every prior trial |"):
         assert heading in text
     if SAMPLERS["meta_learn_tpe"].unavailable():
         assert "`meta_learn_tpe`:" in text and "Samplers skipped" in text
@@ -248,6 +252,17 @@ def test_report_is_produced(quick: dict, tmp_path: Path) -> None:
     assert "| metabo |" in text
     bounds_files = sorted(p.name for p in (quick["root"] / "cache").iterdir())
     assert "bounds-branin.json" in bounds_files
+
+
+def test_reuse_floor_is_what_warm_start_reaches_after_its_enqueued_trials(quick: dict) -> None:
+    runs = load_runs(quick["storage"], ["branin"])
+    attach_regret(runs, quick["root"] / "cache", 200)
+    floors = reuse_floors(runs, quick["storage"])
+    warm = [r for r in runs if r.sampler == "warm_tpe"]
+    # Warm-start TPE enqueues every prior study's best configuration first.
+    after_enqueued = [float(r.regret[QUICK.n_priors - 1]) for r in warm]
+    np.testing.assert_allclose(floors["incumbents"], after_enqueued, atol=1e-9)
+    assert all(a <= b + 1e-12 for a, b in zip(floors["all"], floors["incumbents"]))
 
 
 def test_report_cli_runs_as_module(quick: dict, tmp_path: Path) -> None:

@@ -64,19 +64,39 @@ class LogExpectedImprovement:
         return log_h(z) + torch.log(std)
 
 
-class NegativeMeanAcrossTasks:
-    """Minus the posterior mean averaged over tasks: ranks points by how good they are on the
-    prior tasks overall. Used for the first target trial, before the target has any data.
+class PortfolioCoverage:
+    """How much a point would add to a portfolio of configurations across the prior tasks.
+
+    Each prior task ``t`` counts with weight ``w_t`` the regret ``min(c_t, mu_t(x) - b_t)`` of
+    the portfolio after adding ``x``, where ``mu_t`` is the posterior mean, ``b_t`` the task's
+    best value and ``c_t`` the regret already covered by the points tried on the target. The
+    value is minus the weighted regret. With no point tried (``c_t = inf``) and equal weights it
+    ranks points by their mean across tasks; later it prefers points that are good where the
+    earlier ones were not (a greedy portfolio, Feurer et al., 2018).
 
     Args:
         model: Anything with ``posterior(x, task_index)``.
-        task_indices: The tasks to average over.
+        task_indices: The prior tasks, ``(P,)``.
+        weights: Their weights ``(P,)``, summing to one.
+        best: Their best values ``(P,)`` in standardized units.
+        covered: Regret already covered on each task ``(P,)``; ``inf`` where nothing is.
     """
 
-    def __init__(self, model: PosteriorModel, task_indices: list[int]) -> None:
+    def __init__(
+        self,
+        model: PosteriorModel,
+        task_indices: list[int],
+        weights: torch.Tensor,
+        best: torch.Tensor,
+        covered: torch.Tensor,
+    ) -> None:
         self.model = model
         self.task_indices = task_indices
+        self.weights = weights
+        self.best = best
+        self.covered = covered
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        means = [self.model.posterior(x, t)[0] for t in self.task_indices]
-        return -torch.stack(means).mean(dim=0)
+        means = torch.stack([self.model.posterior(x, t)[0] for t in self.task_indices])  # (P, m)
+        regret = torch.minimum(self.covered[:, None], means - self.best[:, None])  # (P, m)
+        return -(self.weights[:, None] * regret).sum(dim=0)

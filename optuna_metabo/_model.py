@@ -65,11 +65,14 @@ class ICMKernelModule(gpytorch.Module):
         with torch.no_grad():
             self.task_kernel.covar_factor.fill_(0.9 / math.sqrt(rank))
             self.task_kernel.var = torch.full((n_tasks,), 0.2)
-        self.raw_noise = torch.nn.Parameter(torch.tensor(math.log(1e-3)))
+        # One noise level per task: a prior task the kernel fits poorly must not set the
+        # target's noise floor (that stalls fine convergence on the target).
+        self.raw_noise = torch.nn.Parameter(torch.full((n_tasks,), math.log(1e-3)))
         self.noise_prior = LogNormalPrior(math.log(1e-3), 2.0)
 
     @property
     def noise(self) -> torch.Tensor:
+        """Noise variance of each task, shape ``(n_tasks,)``."""
         return MIN_NOISE + torch.exp(self.raw_noise)
 
     def task_covariance(self) -> torch.Tensor:
@@ -81,7 +84,7 @@ class ICMKernelModule(gpytorch.Module):
         return self.input_kernel.forward(x1, x2)
 
     def log_prior(self) -> torch.Tensor:
-        total = self.noise_prior.log_prob(self.noise - MIN_NOISE)
+        total = self.noise_prior.log_prob(torch.exp(self.raw_noise)).sum()
         for _, module, prior, closure, _ in self.named_priors():
             total = total + prior.log_prob(closure(module)).sum()
         return total
@@ -183,7 +186,7 @@ class ICMGaussianProcess:
 def _covariance(module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
     """Training covariance with noise, shape ``(n, n)``."""
     covariance = module.input_covariance(x, x) * module.task_covariance()[task][:, task]
-    return covariance + module.noise * torch.eye(len(x), dtype=x.dtype, device=x.device)
+    return covariance + torch.diag(module.noise[task])
 
 
 def negative_log_posterior(

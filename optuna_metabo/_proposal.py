@@ -5,10 +5,11 @@ fit -> acquisition function -> optimizer -> a normalized point with its predicti
 
 Phases, by the number ``n`` of completed target trials:
 
-- ``n == 0`` (prior design): the best configurations of the prior tasks are ranked by the GP's
-  mean averaged over all prior tasks, and the best is tried first.
-- ``0 < n < n_prior_design_trials``: the same candidates are ranked by log expected improvement
-  on the target, which now knows how the target relates to each prior.
+- ``n < n_prior_design_trials`` (prior design): the best configurations of the prior tasks are
+  candidates, chosen one by one as a greedy portfolio (``PortfolioCoverage``): first the one
+  best on average over the prior tasks, then the one that best covers the prior tasks where the
+  configurations already tried are poor, with prior tasks weighted by how well they rank the
+  target's results so far.
 - afterwards: log expected improvement on the target, maximized over the whole space with
   starts at the best prior and target configurations.
 """
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from optuna_metabo._acquisition import LogExpectedImprovement
-from optuna_metabo._acquisition import NegativeMeanAcrossTasks
+from optuna_metabo._acquisition import PortfolioCoverage
 from optuna_metabo._model import compatible_state
 from optuna_metabo._model import fit_icm_gp
 from optuna_metabo._model import ICMGaussianProcess
@@ -48,7 +49,7 @@ class EngineSettings:
     rank: int = 1
     output_transform: str = "standardize"
     max_fit_points: int = 300
-    n_prior_design_trials: int = 3
+    n_prior_design_trials: int = 5
     n_candidates_per_prior: int = 3
     n_sobol: int = 512
     n_local_search: int = 5
@@ -124,6 +125,59 @@ def _exclude(candidates: np.ndarray, taken: np.ndarray) -> np.ndarray:
         return candidates
     distance = np.abs(candidates[:, None, :] - taken[None, :, :]).max(axis=2)  # (k, t)
     return candidates[distance.min(axis=1) > 1e-9]
+
+
+_RANK_AGREEMENT = 0.75
+
+
+def _prior_means(model: ICMGaussianProcess, x: np.ndarray, tasks: list[int]) -> np.ndarray:
+    """Posterior means of ``tasks`` at ``x`` ``(m, d)``: ``(m, len(tasks))``."""
+    if len(x) == 0:
+        return np.zeros((0, len(tasks)))
+    with torch.no_grad():
+        points = torch.as_tensor(x, dtype=model.x.dtype, device=model.x.device)
+        return np.stack([model.posterior(points, t)[0].cpu().numpy() for t in tasks], axis=1)
+
+
+def task_weights(prior_means: np.ndarray, target_y: np.ndarray) -> np.ndarray:
+    """How likely each prior task is to rank the target's trials as the target did: ``(P,)``.
+
+    Each pair of target trials that a prior task's mean orders the same way multiplies its
+    weight by ``_RANK_AGREEMENT``, each pair ordered the other way by one minus that (a
+    ranking likelihood, as in RGPE; Feurer et al., 2018).
+
+    Args:
+        prior_means: Prior tasks' posterior means at the target's trials ``(n, P)``.
+        target_y: The target's values ``(n,)``, lower is better.
+    """
+    i, j = np.triu_indices(len(target_y), k=1)
+    target_order = np.sign(target_y[i] - target_y[j])  # (pairs,)
+    prior_order = np.sign(prior_means[i] - prior_means[j])  # (pairs, P)
+    ordered = target_order[:, None] != 0  # Tied target pairs say nothing.
+    n_agree = ((prior_order == target_order[:, None]) & ordered).sum(axis=0)  # (P,)
+    n_disagree = ((prior_order == -target_order[:, None]) & ordered).sum(axis=0)  # (P,)
+    log_weight = n_agree * math.log(_RANK_AGREEMENT) + n_disagree * math.log(1 - _RANK_AGREEMENT)
+    weight = np.exp(log_weight - log_weight.max())
+    return weight / weight.sum()
+
+
+def _portfolio(
+    model: ICMGaussianProcess, data: TrainingData, pending_x: np.ndarray
+) -> PortfolioCoverage:
+    """The greedy-portfolio design criterion given the target's completed and running trials."""
+    target = data.n_tasks - 1
+    tasks = list(range(target))
+    target_x, target_y = data.x[data.task == target], data.y[data.task == target]
+    best = np.array([data.y[data.task == t].min() for t in tasks])  # (P,)
+    tried = np.concatenate([target_x, pending_x.reshape(-1, data.x.shape[1])])
+    means = _prior_means(model, tried, tasks)  # (n + p, P)
+    covered = (means - best).min(axis=0) if len(tried) else np.full(len(tasks), np.inf)
+    weights = task_weights(means[: len(target_y)], target_y)
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=model.x.dtype, device=model.x.device)
+
+    return PortfolioCoverage(model, tasks, tensor(weights), tensor(best), tensor(covered))
 
 
 @contextmanager
@@ -228,17 +282,13 @@ class ProposalEngine:
         taken = np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
         candidates = _exclude(_prior_candidates(priors, s.n_candidates_per_prior, space), taken)
         n_target = len(target_x)
-        # With fewer candidates than concurrent proposals, the whole space is searched instead.
-        if priors and n_target == 0 and len(candidates) > rank:
-            acqf_mean = NegativeMeanAcrossTasks(model, list(range(target)))
-            x, value = best_candidate(acqf_mean, candidates, rank)
-            return x, value, "prior_design"
         target_y = data.y[data.task == target]
+        # With fewer candidates than concurrent proposals, the whole space is searched instead.
+        if priors and n_target < s.n_prior_design_trials and len(candidates) > rank:
+            x, value = best_candidate(_portfolio(model, data, pending_x), candidates, rank)
+            return x, value, "prior_design"
         best = float(target_y.min()) if n_target else 0.0
         acqf = LogExpectedImprovement(model, target, best)
-        if priors and n_target < s.n_prior_design_trials and len(candidates) > rank:
-            x, value = best_candidate(acqf, candidates, rank)
-            return x, value, "prior_design"
         starts = np.concatenate([candidates, target_x[np.argsort(target_y)[:3]]])
         x, value = optimize_acquisition(
             acqf, space, starts, rng, n_sobol=s.n_sobol, n_local=s.n_local_search, rank=rank

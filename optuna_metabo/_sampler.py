@@ -75,7 +75,8 @@ class MetaBOSampler(BaseSampler):
         n_startup_trials:
             Random trials before the GP is used, only when no prior is usable.
         n_prior_design_trials:
-            Number of first target trials chosen among the best prior configurations.
+            Number of first target trials chosen among the best prior configurations, as a
+            greedy portfolio across the prior tasks (see "How it works" in the README).
         rank:
             Rank of the task covariance factor of the ICM kernel.
         output_transform:
@@ -101,7 +102,7 @@ class MetaBOSampler(BaseSampler):
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
         n_startup_trials: int = 5,
-        n_prior_design_trials: int = 3,
+        n_prior_design_trials: int = 5,
         rank: int = 1,
         output_transform: str = "standardize",
         max_prior_trials: int = 500,

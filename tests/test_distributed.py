@@ -35,7 +35,8 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 N_WORKERS = 4
 TRIALS_PER_WORKER = 3
-SLEEP_S = 0.3
+SLEEP_S = 1.0
+BARRIER_TIMEOUT_S = 60.0
 WORKER_TIMEOUT_S = 150.0
 HEARTBEAT_S = 1
 GRACE_PERIOD_S = 3
@@ -96,6 +97,8 @@ def worker_main(config: dict[str, Any]) -> None:
     )
     study = optuna.load_study(study_name=config["study"], storage=storage, sampler=sampler)
     hang_marker = config.get("hang_marker")
+    if config.get("barrier"):
+        wait_for_all_workers(Path(config["barrier"]), config["index"], config["n_workers"])
 
     def objective(trial: optuna.Trial) -> float:
         value = toy_objective(trial)
@@ -109,6 +112,16 @@ def worker_main(config: dict[str, Any]) -> None:
         return value
 
     study.optimize(objective, n_trials=config["n_trials"])
+
+
+def wait_for_all_workers(directory: Path, index: int, n_workers: int) -> None:
+    """A start barrier: each worker marks itself ready, then waits for the others, so that a
+    loaded machine staggering the workers' start-up does not serialize their trials."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"ready-{index}").touch()
+    deadline = time.monotonic() + BARRIER_TIMEOUT_S
+    while len(list(directory.glob("ready-*"))) < n_workers and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def launcher_main(configs: list[dict[str, Any]]) -> None:
@@ -236,6 +249,7 @@ def configs_for(
             "index": i,
             "n_trials": TRIALS_PER_WORKER,
             "sleep": SLEEP_S,
+            "n_workers": N_WORKERS,
             **extra,
         }
         for i in range(N_WORKERS)
@@ -323,7 +337,8 @@ def worker_run(
         make_prior(storage, prior_name)
         before = study_checksum(storage, prior_name)
         optuna.create_study(study_name=target_name, storage=storage)
-        run_workers(configs_for(spec, target_name, [prior_name]), directory)
+        configs = configs_for(spec, target_name, [prior_name], barrier=str(directory / "barrier"))
+        run_workers(configs, directory)
         storage = open_storage(spec)  # A fresh connection sees everything the workers wrote.
         trials = storage.get_all_trials(storage.get_study_id_from_name(target_name))
         after = study_checksum(storage, prior_name)

@@ -29,9 +29,9 @@ def _two_tasks(sign: float, n: int = 30, seed: int = 0) -> TrainingData:
 
 class _ExactGP(gpytorch.models.ExactGP):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, module: ICMKernelModule) -> None:
-        likelihood = gpytorch.likelihoods.GaussianLikelihood()
+        row_noise = module.noise.detach()[x[:, -1].long()]
+        likelihood = gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=row_noise)
         super().__init__(x, y, likelihood)
-        likelihood.noise = module.noise.detach()
         self.module = module
 
     def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
@@ -43,9 +43,17 @@ class _ExactGP(gpytorch.models.ExactGP):
         return gpytorch.distributions.MultivariateNormal(torch.zeros(len(x), dtype=x.dtype), covar)
 
 
+def _module_with_task_noise(noise: tuple[float, float]) -> ICMKernelModule:
+    """A two-task module whose tasks have different noise levels."""
+    module = ICMKernelModule(2, 2, 1).double()
+    with torch.no_grad():
+        module.raw_noise.copy_(torch.log(torch.tensor(noise, dtype=torch.float64) - MIN_NOISE))
+    return module
+
+
 def test_marginal_likelihood_matches_gpytorch() -> None:
     data = _two_tasks(1.0)
-    module = ICMKernelModule(2, 2, 1).double()
+    module = _module_with_task_noise((1e-2, 1e-1))
     x = torch.as_tensor(data.x)
     task = torch.as_tensor(data.task)
     y = torch.as_tensor(data.y)
@@ -56,19 +64,19 @@ def test_marginal_likelihood_matches_gpytorch() -> None:
     with gpytorch.settings.max_cholesky_size(10_000):
         # gpytorch divides by n and already adds the priors registered on the kernels.
         theirs = mll(gp(*gp.train_inputs), y) * len(y)
-    noise_log_prior = module.noise_prior.log_prob(module.noise - MIN_NOISE)
+    noise_log_prior = module.noise_prior.log_prob(module.noise - MIN_NOISE).sum()
     expected = -(theirs + noise_log_prior) / len(y)
     assert float(ours) == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_gradient_equals_autograd_through_cholesky() -> None:
     data = _two_tasks(1.0, n=15)
-    module = ICMKernelModule(2, 2, 1).double()
+    module = _module_with_task_noise((1e-3, 1e-1))
     x, task, y = (torch.as_tensor(a) for a in (data.x, data.task, data.y))
 
     def reference() -> torch.Tensor:
         covariance = module.input_covariance(x, x) * module.task_covariance()[task][:, task]
-        covariance = covariance + module.noise * torch.eye(len(y), dtype=x.dtype)
+        covariance = covariance + torch.diag(module.noise[task])
         chol = torch.linalg.cholesky(covariance)
         alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
         ll = -0.5 * (y * alpha).sum() - torch.log(chol.diagonal()).sum()
@@ -123,3 +131,14 @@ def test_cholesky_jitter_and_failure() -> None:
     assert torch.isfinite(_cholesky_with_jitter(singular)).all()
     with pytest.raises(ModelFitError):
         _cholesky_with_jitter(-torch.eye(3, dtype=torch.float64))
+
+
+def test_each_task_gets_its_own_noise_level() -> None:
+    rng = np.random.RandomState(1)
+    x = rng.rand(60, 1)
+    task = np.repeat([0, 1], 30)
+    y = np.sin(6 * x[:, 0]) + np.where(task == 1, 0.3 * rng.randn(60), 0.0)
+    data = TrainingData(x=x, task=task, y=(y - y.mean()) / y.std(), n_tasks=2)
+    model, _ = fit_icm_gp(data, rank=1)
+    noise = model.module.noise.detach().numpy()
+    assert noise[1] > 10 * noise[0]
