@@ -48,6 +48,7 @@ USER_ATTR_SOURCE = "metabo:source"
 _RELATIVE_PARAMS_KEY = "metabo:relative_params"
 _MISSING = object()
 _PUBLISH_WINDOW_SECONDS = 300.0
+_MAX_CLASH_RETRIES = 2
 _NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
@@ -231,7 +232,7 @@ class MetaBOSampler(BaseSampler):
             self._publish(study, trial, params)
             return params
         try:
-            proposal = self._propose(study, trial, space, priors, completed, running)
+            params = self._propose_and_publish(study, trial, space, priors, completed, running)
         except _NUMERICAL_ERRORS as error:
             _logger.warning(
                 "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
@@ -243,8 +244,31 @@ class MetaBOSampler(BaseSampler):
             )
             self._set_attrs(study, trial, {USER_ATTR_SOURCE: "fallback"})
             return {}
-        params = space.decode(proposal.x)
-        self._record(study, trial, proposal, params)
+        return params
+
+    def _propose_and_publish(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        space: SearchSpace,
+        priors: list[EncodedPrior],
+        completed: list[FrozenTrial],
+        running: list[FrozenTrial],
+    ) -> dict[str, Any]:
+        """Proposes, publishes, then re-reads the running trials: a worker that finds its point
+        already taken by another running trial proposes again with that trial as pending.
+
+        Each worker checks only after its own point is stored, so of two workers that chose the
+        same point at least one sees the other's and moves (with their models fitted on
+        different histories, the rank offset alone does not rule that out).
+        """
+        for _ in range(_MAX_CLASH_RETRIES + 1):
+            proposal = self._propose(study, trial, space, priors, completed, running)
+            params = space.decode(proposal.x)
+            self._record(study, trial, proposal, params)
+            completed, running = _target_trials(study, trial)
+            if not any(_params_of(t) == params for t in running):
+                break
         self._dashboard.publish(study, trial, space, proposal, self._summary)
         return params
 

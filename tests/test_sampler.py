@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import math
+from typing import Any
 
 import numpy as np
 import optuna
@@ -190,3 +191,27 @@ def test_sampler_pickles_and_keeps_working() -> None:
     again.optimize(_quadratic(0.4), n_trials=2)
     assert [t.state for t in again.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert clone.prior_summary()["used"] == sampler.prior_summary()["used"]
+
+
+def test_a_point_another_running_trial_took_meanwhile_is_proposed_again() -> None:
+    sampler = MetaBOSampler(seed=0, n_startup_trials=2, dashboard_every_n_trials=None)
+    study = optuna.create_study(sampler=sampler)
+    for x in (0.1, 0.5, 0.9):
+        study.enqueue_trial({"x": x})
+    study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2, n_trials=3)
+    # Another worker's trial, running, whose sampler has not stored its point yet.
+    other = study._storage.get_trial(study._storage.create_new_trial(study._study_id))
+    first_choices: list[dict] = []
+    record = sampler._record
+
+    def record_and_collide(*args: Any) -> None:
+        record(*args)
+        if not first_choices:
+            first_choices.append(args[-1])
+            # Another worker publishes the very same point at the same moment.
+            MetaBOSampler._publish(study, other, args[-1])
+
+    sampler._record = record_and_collide  # type: ignore[method-assign]
+    x = study.ask().suggest_float("x", 0.0, 1.0)
+    assert len(first_choices) == 1
+    assert x != first_choices[0]["x"]
