@@ -300,6 +300,13 @@ def _slice_chunk(
     return figure
 
 
+def _line(xs: list[Any], ys: np.ndarray, color: str, name: str) -> Any:
+    """A plain line trace of ``ys`` over ``xs``."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(x=xs, y=_round(ys), mode="lines", line={"color": color}, name=name)
+
+
 def _add_slice(
     figure: Any,
     row: int,
@@ -317,7 +324,6 @@ def _add_slice(
 
     dist = space.distributions[name]
     categorical = isinstance(dist, CategoricalDistribution)
-    common: dict[str, Any] = {}
     if len(acq):  # log EI far below its maximum only squashes the interesting part.
         acq = np.maximum(acq, np.max(acq) - _LOG_EI_RANGE)
     if categorical:
@@ -329,13 +335,12 @@ def _add_slice(
                 mode="markers",
                 marker={"color": "#1f77b4", "size": 9},
                 name="posterior mean ±2σ",
-                **common,
             ),
             row=row,
             col=col,
         )
         figure.add_trace(
-            go.Bar(x=xs, y=_round(acq), marker={"color": "#2ca02c"}, name="log EI", **common),
+            go.Bar(x=xs, y=_round(acq), marker={"color": "#2ca02c"}, name="log EI"),
             row=row + 1,
             col=col,
         )
@@ -352,35 +357,12 @@ def _add_slice(
                 line={"width": 0},
                 hoverinfo="skip",
                 name="±2σ",
-                **common,
             ),
             row=row,
             col=col,
         )
-        figure.add_trace(
-            go.Scatter(
-                x=xs,
-                y=_round(mean),
-                mode="lines",
-                line={"color": "#1f77b4"},
-                name="posterior mean",
-                **common,
-            ),
-            row=row,
-            col=col,
-        )
-        figure.add_trace(
-            go.Scatter(
-                x=xs,
-                y=_round(acq),
-                mode="lines",
-                line={"color": "#2ca02c"},
-                name="log EI",
-                **common,
-            ),
-            row=row + 1,
-            col=col,
-        )
+        figure.add_trace(_line(xs, mean, "#1f77b4", "posterior mean"), row=row, col=col)
+        figure.add_trace(_line(xs, acq, "#2ca02c", "log EI"), row=row + 1, col=col)
         if getattr(dist, "log", False):
             figure.update_xaxes(type="log", row=row, col=col)
             figure.update_xaxes(type="log", row=row + 1, col=col)
@@ -394,7 +376,6 @@ def _add_slice(
                 mode="markers",
                 marker={"color": "black", "size": 6},
                 name="observations",
-                **common,
             ),
             row=row,
             col=col,
@@ -408,7 +389,6 @@ def _add_slice(
                 mode="markers",
                 marker={"color": "#d62728", "size": 11, "symbol": "x"},
                 name="proposed value",
-                **common,
             ),
             row=row + 1,
             col=col,
