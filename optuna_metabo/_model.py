@@ -25,6 +25,9 @@ _logger = logging.getLogger(__name__)
 
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
 MIN_NOISE = 1e-6
+# L-BFGS-B stops once an iteration lowers the per-point loss by less than this (relative to
+# max(|loss|, 1)): 1e-5 per point is a few thousandths of a nat over a few hundred points.
+_FIT_FTOL = 1e-5
 
 
 class ModelFitError(RuntimeError):
@@ -189,18 +192,48 @@ def _covariance(module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor) ->
     return covariance + torch.diag(module.noise[task])
 
 
+def _matern52_terms(
+    x: torch.Tensor, lengthscale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matérn-5/2 values ``k`` ``(n, n)`` and ``exp(-r) (1 + r) 5 / 3`` ``(n, n)``, where
+    ``r = sqrt(5) * |x_i - x_j| / lengthscale``; the second term gives ``dk/dlengthscale``."""
+    distance = torch.cdist(x / lengthscale, x / lengthscale)  # (n, n)
+    r = math.sqrt(5.0) * distance
+    decay = torch.exp(-r)
+    return (1.0 + r + r * r / 3.0) * decay, (5.0 / 3.0) * (1.0 + r) * decay
+
+
+def _lengthscale_gradient(
+    weight: torch.Tensor, x: torch.Tensor, lengthscale: torch.Tensor
+) -> torch.Tensor:
+    """``sum_ij weight_ij (x_ik - x_jk)^2 / lengthscale_k^3`` for each column ``k``: ``(d,)``.
+
+    With ``weight = dL/dk * exp(-r) (1 + r) 5 / 3`` this is ``dL/dlengthscale``; the pairwise
+    sum is expanded into matrix products, so no ``(n, n, d)`` tensor is formed.
+    """
+    row_weight = weight.sum(dim=0) + weight.sum(dim=1)  # (n,)
+    cross = (x * (weight @ x)).sum(dim=0)  # (d,)
+    return ((x * x * row_weight[:, None]).sum(dim=0) - 2.0 * cross) / lengthscale**3
+
+
 def negative_log_posterior(
     module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
     """``-(log marginal likelihood + log prior) / n`` of the data under the module.
 
-    The value is exact. Its gradient is routed through ``dL/dK = (alpha alpha^T - K^-1) / 2``,
-    so autograd only differentiates the cheap elementwise kernel construction rather than the
-    Cholesky factorization.
+    The value is exact. Its gradient is analytic up to the lengthscales, the task covariance
+    and the noise levels (through ``dL/dK = (alpha alpha^T - K^-1) / 2``), and autograd only
+    carries it through GPyTorch's constraints and priors: no ``(n, n)`` tensor is part of the
+    autograd graph, which makes one evaluation about twice as fast.
     """
     n = len(y)
-    covariance = _covariance(module, x, task)  # (n, n), part of the graph
+    lengthscale = module.input_kernel.lengthscale.reshape(-1)  # (d,), part of the graph
+    task_cov = module.task_covariance()  # (T, T), part of the graph
+    noise = module.noise  # (T,), part of the graph
     with torch.no_grad():
+        kernel, slope = _matern52_terms(x, lengthscale)  # (n, n) each
+        row_task_cov = task_cov[task][:, task]  # (n, n)
+        covariance = kernel * row_task_cov + torch.diag(noise[task])
         cholesky = _cholesky_with_jitter(covariance)
         alpha = torch.cholesky_solve(y[:, None], cholesky)[:, 0]  # (n,)
         log_likelihood = (
@@ -209,7 +242,18 @@ def negative_log_posterior(
             - 0.5 * n * math.log(2 * math.pi)
         )
         grad_covariance = 0.5 * (torch.outer(alpha, alpha) - torch.cholesky_inverse(cholesky))
-    surrogate = (covariance * grad_covariance).sum()  # d(surrogate)/dK == d(log_likelihood)/dK
+        one_hot = torch.nn.functional.one_hot(task, len(noise)).to(x.dtype)  # (n, T)
+        grad_task_cov = one_hot.T @ (grad_covariance * kernel) @ one_hot  # (T, T)
+        grad_noise = one_hot.T @ torch.diagonal(grad_covariance)  # (T,)
+        grad_lengthscale = _lengthscale_gradient(
+            grad_covariance * row_task_cov * slope, x, lengthscale
+        )
+    # d(surrogate)/d(parameters) == d(log_likelihood)/d(parameters); its value is zero.
+    surrogate = (
+        (lengthscale * grad_lengthscale).sum()
+        + (task_cov * grad_task_cov).sum()
+        + (noise * grad_noise).sum()
+    )
     value = log_likelihood + surrogate - surrogate.detach()
     return -(value + module.log_prior()) / n
 
@@ -253,7 +297,7 @@ def _optimize_hyperparameters(
         _flat_parameters(module),
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": max_iter, "ftol": 1e-6},
+        options={"maxiter": max_iter, "ftol": _FIT_FTOL},
     )
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         raise ModelFitError(f"Hyperparameter optimization diverged: {result.message}")

@@ -69,10 +69,17 @@ def test_marginal_likelihood_matches_gpytorch() -> None:
     assert float(ours) == pytest.approx(float(expected), rel=1e-6)
 
 
-def test_gradient_equals_autograd_through_cholesky() -> None:
-    data = _two_tasks(1.0, n=15)
-    module = _module_with_task_noise((1e-3, 1e-1))
-    x, task, y = (torch.as_tensor(a) for a in (data.x, data.task, data.y))
+@pytest.mark.parametrize(("dim", "n_tasks", "rank"), [(2, 2, 1), (4, 3, 2)])
+def test_gradient_equals_autograd_through_cholesky(dim: int, n_tasks: int, rank: int) -> None:
+    rng = np.random.RandomState(1)
+    x = torch.as_tensor(rng.rand(12 * n_tasks, dim))
+    task = torch.as_tensor(np.repeat(np.arange(n_tasks), 12))
+    y = torch.as_tensor(rng.randn(12 * n_tasks))
+    module = ICMKernelModule(dim, n_tasks, rank).double()
+    with torch.no_grad():
+        # Away from the defaults, so every parameter has a distinct, non-trivial gradient.
+        for parameter in module.parameters():
+            parameter.add_(torch.as_tensor(rng.uniform(-0.5, 0.5, parameter.shape)))
 
     def reference() -> torch.Tensor:
         covariance = module.input_covariance(x, x) * module.task_covariance()[task][:, task]
@@ -83,10 +90,13 @@ def test_gradient_equals_autograd_through_cholesky() -> None:
         ll = ll - 0.5 * len(y) * math.log(2 * math.pi)
         return -(ll + module.log_prior()) / len(y)
 
-    reference().backward()
+    expected_value = reference()
+    expected_value.backward()
     expected = [p.grad.clone() for p in module.parameters()]
     module.zero_grad()
-    negative_log_posterior(module, x, task, y).backward()
+    value = negative_log_posterior(module, x, task, y)
+    value.backward()
+    torch.testing.assert_close(value, expected_value)
     for p, g in zip(module.parameters(), expected):
         torch.testing.assert_close(p.grad, g)
 

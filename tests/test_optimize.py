@@ -6,6 +6,7 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 import torch
 
+from optuna_metabo._optimize import _search_discrete
 from optuna_metabo._optimize import best_candidate
 from optuna_metabo._optimize import optimize_acquisition
 from optuna_metabo._search_space import SearchSpace
@@ -57,3 +58,19 @@ def test_given_starts_are_used() -> None:
     assert space.decode(x)["n"] == 777 and value == 1.0
     best, _ = best_candidate(acqf, np.array([[0.1], start]))
     assert best[0] == start[0]
+
+
+def test_discrete_search_picks_each_rows_own_best_option() -> None:
+    space = SearchSpace({"n": IntDistribution(0, 4), "x": FloatDistribution(0, 1)})
+    n_column = 0 if space.continuous_columns[0] == 1 else 1
+    x_column = 1 - n_column
+
+    def acqf(x: torch.Tensor) -> torch.Tensor:
+        # The best ``n`` depends on the row's continuous value: n == round(4 * x).
+        return -((x[:, n_column] - x[:, x_column]) ** 2)
+
+    rows = np.zeros((3, 2))
+    rows[:, x_column] = [0.0, 0.5, 1.0]
+    searched = _search_discrete(acqf, space.snap(rows), space)
+    assert [space.decode(row)["n"] for row in searched] == [0, 2, 4]
+    np.testing.assert_array_equal(searched[:, x_column], rows[:, x_column])
