@@ -108,6 +108,7 @@ def optimize_acquisition(
     n_local: int = 5,
     max_iter: int = 50,
     rank: int = 0,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """Returns the best point found, shape ``(d,)``, and its acquisition value.
 
@@ -121,6 +122,8 @@ def optimize_acquisition(
         max_iter: L-BFGS-B iterations per refinement.
         rank: Return the ``rank``-th best distinct point instead (0: the best), so that
             workers that start at the same time do not all pick the same point.
+        exclude: Points ``(t, d)`` not to return, such as the configurations already
+            evaluated; one of them comes back only if every scored point is among them.
     """
     candidates = np.concatenate(
         [space.sample_uniform(n_sobol, rng), starts.reshape(-1, space.dim)]
@@ -131,7 +134,18 @@ def optimize_acquisition(
     local = _search_discrete(acqf, space.snap(local), space)
     pool = np.concatenate([local, candidates])
     pool_values = np.concatenate([evaluate(acqf, local), values])
+    fresh = rows_not_in(pool, exclude)
+    if fresh.any():
+        pool, pool_values = pool[fresh], pool_values[fresh]
     return _ranked(pool, pool_values, rank)
+
+
+def rows_not_in(x: np.ndarray, exclude: np.ndarray | None, atol: float = 1e-9) -> np.ndarray:
+    """Mask of the rows of ``x`` ``(n, d)`` that differ from every row of ``exclude``."""
+    if exclude is None or len(exclude) == 0:
+        return np.ones(len(x), dtype=bool)
+    distance = np.abs(x[:, None, :] - exclude[None, :, :]).max(axis=2)  # (n, t)
+    return distance.min(axis=1) > atol
 
 
 def best_candidate(

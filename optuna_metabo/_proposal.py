@@ -35,6 +35,7 @@ from optuna_metabo._model import ICMGaussianProcess
 from optuna_metabo._model import TrainingData
 from optuna_metabo._optimize import best_candidate
 from optuna_metabo._optimize import optimize_acquisition
+from optuna_metabo._optimize import rows_not_in
 from optuna_metabo._priors import EncodedPrior
 from optuna_metabo._priors import subsample_indices
 from optuna_metabo._search_space import SearchSpace
@@ -118,13 +119,6 @@ def _prior_candidates(priors: list[EncodedPrior], per_task: int, space: SearchSp
     if not rows:
         return np.zeros((0, space.dim))
     return np.unique(space.snap(np.clip(np.concatenate(rows), 0.0, 1.0)), axis=0)
-
-
-def _exclude(candidates: np.ndarray, taken: np.ndarray) -> np.ndarray:
-    if len(taken) == 0 or len(candidates) == 0:
-        return candidates
-    distance = np.abs(candidates[:, None, :] - taken[None, :, :]).max(axis=2)  # (k, t)
-    return candidates[distance.min(axis=1) > 1e-9]
 
 
 _RANK_AGREEMENT = 0.75
@@ -280,7 +274,8 @@ class ProposalEngine:
         target = data.n_tasks - 1
         target_x = data.x[data.task == target]
         taken = np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
-        candidates = _exclude(_prior_candidates(priors, s.n_candidates_per_prior, space), taken)
+        candidates = _prior_candidates(priors, s.n_candidates_per_prior, space)
+        candidates = candidates[rows_not_in(candidates, taken)]
         n_target = len(target_x)
         target_y = data.y[data.task == target]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
@@ -290,8 +285,17 @@ class ProposalEngine:
         best = float(target_y.min()) if n_target else 0.0
         acqf = LogExpectedImprovement(model, target, best)
         starts = np.concatenate([candidates, target_x[np.argsort(target_y)[:3]]])
+        # A configuration already evaluated or running is not proposed again (re-evaluating
+        # the incumbent is where log EI can end up late in a run, and it teaches nothing).
         x, value = optimize_acquisition(
-            acqf, space, starts, rng, n_sobol=s.n_sobol, n_local=s.n_local_search, rank=rank
+            acqf,
+            space,
+            starts,
+            rng,
+            n_sobol=s.n_sobol,
+            n_local=s.n_local_search,
+            rank=rank,
+            exclude=taken,
         )
         return x, value, "model"
 

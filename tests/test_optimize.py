@@ -74,3 +74,19 @@ def test_discrete_search_picks_each_rows_own_best_option() -> None:
     searched = _search_discrete(acqf, space.snap(rows), space)
     assert [space.decode(row)["n"] for row in searched] == [0, 2, 4]
     np.testing.assert_array_equal(searched[:, x_column], rows[:, x_column])
+
+
+def test_excluded_points_are_not_returned_unless_nothing_else_is_left() -> None:
+    space = SearchSpace({"n": IntDistribution(0, 3)})
+    grid = space.snap(np.array([[0.0], [0.3], [0.6], [1.0]]))
+
+    def acqf(x: torch.Tensor) -> torch.Tensor:
+        return -x[:, 0]  # n == 0 is best, then 1, 2, 3.
+
+    rng = np.random.RandomState(0)
+    x, _ = optimize_acquisition(acqf, space, grid, rng, 16, exclude=grid[:1])
+    assert space.decode(x)["n"] == 1
+    x, _ = optimize_acquisition(acqf, space, grid, rng, 16, exclude=grid[:3])
+    assert space.decode(x)["n"] == 3
+    x, _ = optimize_acquisition(acqf, space, grid, rng, 16, exclude=grid)
+    assert space.decode(x)["n"] == 0

@@ -115,6 +115,26 @@ def test_without_priors_it_is_a_plain_gp_sampler() -> None:
     assert study.best_value < 1.0
 
 
+def test_an_evaluated_configuration_is_not_proposed_again() -> None:
+    # A deterministic objective on a 3 x 3 grid: the model must try every configuration once
+    # before it repeats one (log EI alone would keep re-proposing the incumbent).
+    sampler = MetaBOSampler(seed=0, n_startup_trials=2, dashboard_every_n_trials=None)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        a = trial.suggest_int("a", 0, 2)
+        b = trial.suggest_int("b", 0, 2)
+        return (a - 1) ** 2 + (b - 2) ** 2
+
+    study.optimize(objective, n_trials=9)
+    model_trials = [t for t in study.trials if t.user_attrs[USER_ATTR_SOURCE] == "model"]
+    earlier = {(t.params["a"], t.params["b"]) for t in study.trials if t.number < 2}
+    configurations = [(t.params["a"], t.params["b"]) for t in model_trials]
+    assert len(model_trials) >= 6
+    assert len(set(configurations)) == len(configurations)
+    assert not earlier & set(configurations)
+
+
 def test_multi_objective_target_is_a_clear_error() -> None:
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=MetaBOSampler())
     with pytest.raises(ValueError, match="single-objective"):
