@@ -21,6 +21,7 @@ from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_metabo._search_space import SearchSpace
@@ -190,8 +191,23 @@ def resolve_study_names(storage: BaseStorage, patterns: Sequence[str] | None) ->
     return names
 
 
+@dataclass
+class _CachedRead:
+    """One read of a prior study and what is needed to tell whether it is still current."""
+
+    study_id: int
+    n_trials: int
+    has_unfinished: bool
+    result: PriorTask | SkippedPrior
+
+
 class PriorLoader:
     """Loads prior studies once and reloads a study only when it gained trials.
+
+    Which studies are priors (names, globs, or every study of the storage) is resolved at the
+    first load: listing a large storage every trial costs more than the GP. Whether a study
+    gained trials is one indexed lookup (does trial number ``n`` exist?), so a finished prior
+    study is never read twice; a study read while it had running trials is read again.
 
     Args:
         prior_studies: Study objects, names or glob patterns; None means all studies in
@@ -211,7 +227,8 @@ class PriorLoader:
         if prior_storage is None and any(isinstance(s, str) for s in self._specs or []):
             raise PriorStudyError("Prior studies given by name need prior_storage=URL.")
         self._storage: BaseStorage | None = None
-        self._cache: dict[str, tuple[int, PriorTask | SkippedPrior]] = {}
+        self._handles: list[tuple[BaseStorage, int, str]] | None = None
+        self._cache: dict[str, _CachedRead] = {}
 
     @property
     def has_priors(self) -> bool:
@@ -242,6 +259,11 @@ class PriorLoader:
         return tasks, skipped
 
     def _study_handles(self) -> list[tuple[BaseStorage, int, str]]:
+        if self._handles is None:
+            self._handles = self._resolve_handles()
+        return self._handles
+
+    def _resolve_handles(self) -> list[tuple[BaseStorage, int, str]]:
         handles = []
         string_specs = [s for s in self._specs or [] if isinstance(s, str)]
         if self._storage_spec is not None and (self._specs is None or string_specs):
@@ -258,37 +280,64 @@ class PriorLoader:
     def _load_cached(
         self, storage: BaseStorage, study_id: int, name: str
     ) -> PriorTask | SkippedPrior:
-        n_trials = storage.get_n_trials(study_id)
         cached = self._cache.get(name)
-        if cached is not None and cached[0] == n_trials:
-            return cached[1]
-        result = _read_study(storage, study_id, name, n_trials)
-        if isinstance(result, SkippedPrior):
-            _logger.warning("Skipping prior study %r: %s.", name, result.reason)
-        self._cache[name] = (n_trials, result)
-        return result
+        if cached is not None and not _may_have_changed(storage, study_id, cached):
+            return cached.result
+        read = _read(storage, study_id, name)
+        if isinstance(read.result, SkippedPrior):
+            _logger.warning("Skipping prior study %r: %s.", name, read.result.reason)
+        self._cache[name] = read
+        return read.result
 
 
-def _read_study(
-    storage: BaseStorage, study_id: int, name: str, n_trials: int
-) -> PriorTask | SkippedPrior:
+def _may_have_changed(storage: BaseStorage, study_id: int, cached: _CachedRead) -> bool:
+    """Whether a study may differ from ``cached``: it had running trials, or gained one."""
+    if cached.study_id != study_id or cached.has_unfinished:
+        return True
+    try:
+        storage.get_trial_id_from_study_id_trial_number(study_id, cached.n_trials)
+    except KeyError:
+        return False
+    return True
+
+
+def read_study(storage: BaseStorage, study_id: int, name: str) -> PriorTask | SkippedPrior:
+    """Reads one prior study: its usable trials, or why it cannot be used.
+
+    Args:
+        storage: The storage holding it.
+        study_id: Its id there.
+        name: Its name, for messages.
+    """
+    return _read(storage, study_id, name).result
+
+
+def _read(storage: BaseStorage, study_id: int, name: str) -> _CachedRead:
     directions = storage.get_study_directions(study_id)
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    has_unfinished = any(not t.state.is_finished() for t in trials)
+    return _CachedRead(study_id, len(trials), has_unfinished, _usable(name, directions, trials))
+
+
+def _usable(
+    name: str, directions: Sequence[StudyDirection], trials: Sequence[FrozenTrial]
+) -> PriorTask | SkippedPrior:
+    """The completed, finite trials of a single-objective study, or why there are none."""
     if len(directions) != 1:
         return SkippedPrior(name, f"it is multi-objective ({len(directions)} objectives)")
     sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
-    trials = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
     params, values = [], []
     distributions: dict[str, BaseDistribution] = {}
     for trial in trials:
-        value = trial.values[0] if trial.values else math.nan
-        if not math.isfinite(value):
+        value = trial.values[0] if trial.state == TrialState.COMPLETE and trial.values else None
+        if value is None or not math.isfinite(value):
             continue
         params.append(trial.params)
         values.append(sign * value)
         distributions.update(trial.distributions)
     if not values:
         return SkippedPrior(name, "it has no completed trial with a finite value")
-    return PriorTask(name, params, np.asarray(values), n_trials, distributions)
+    return PriorTask(name, params, np.asarray(values), len(trials), distributions)
 
 
 def incompatibility(task: PriorTask, space: SearchSpace) -> str | None:

@@ -103,9 +103,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _priors(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
-    from optuna_metabo._priors import _read_study
     from optuna_metabo._priors import open_storage
     from optuna_metabo._priors import PriorTask
+    from optuna_metabo._priors import read_study
     from optuna_metabo._priors import resolve_study_names
     from optuna_metabo._priors import SkippedPrior
 
@@ -120,7 +120,7 @@ def _priors(args: argparse.Namespace) -> int:
         n_total = storage.get_n_trials(study_id)
         n_complete = storage.get_n_trials(study_id, state=TrialState.COMPLETE)
         directions = ", ".join(d.name.lower() for d in storage.get_study_directions(study_id))
-        task = _read_study(storage, study_id, name, n_total)
+        task = read_study(storage, study_id, name)
         tasks[name] = task
         params = ", ".join(sorted(task.distributions)) if isinstance(task, PriorTask) else "-"
         rows.append((name, directions, f"{n_complete}/{n_total}", params))

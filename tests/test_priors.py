@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -119,6 +120,40 @@ def test_reload_only_when_a_study_gained_trials(history: str) -> None:
     _add(study, 0.3, 10.0, TrialState.COMPLETE)
     reloaded = loader.load(None)[0][0]
     assert reloaded is not first and len(reloaded.values) == 7
+
+
+def test_a_study_read_with_running_trials_is_read_again_when_they_finish(history: str) -> None:
+    study = optuna.load_study(study_name="bert-imdb", storage=history)
+    running = study.ask({"x": X})
+    loader = PriorLoader(["bert-imdb"], history)
+    first = loader.load(None)[0][0]
+    assert len(first.values) == 6  # the running trial is not usable yet
+    study.tell(running, 100.0)  # same number of trials, one more completed
+    again = loader.load(None)[0][0]
+    assert len(again.values) == 7 and again.values.min() == -100.0  # maximize: sign flipped
+
+
+def test_finished_priors_are_listed_and_read_once(
+    history: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = open_storage(history)
+    calls = {"get_all_studies": 0, "get_all_trials": 0}
+    for method in calls:
+        original = getattr(storage, method)
+
+        def counted(
+            *args: object, _original: Any = original, _m: str = method, **kwargs: object
+        ) -> object:
+            calls[_m] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(storage, method, counted)
+    loader = PriorLoader(["bert-*"], storage)
+    for _ in range(5):
+        tasks, _ = loader.load("bert-new", storage)
+    assert [t.name for t in tasks] == ["bert-imdb", "bert-sst2"]
+    # One listing, one read per study, however many trials the sampler runs.
+    assert calls == {"get_all_studies": 1, "get_all_trials": 2}
 
 
 def test_encode_task_handles_bounds_choices_and_missing_params(history: str) -> None:
