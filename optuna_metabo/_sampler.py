@@ -64,7 +64,8 @@ class MetaBOSampler(BaseSampler):
         prior_studies:
             ``optuna.Study`` objects, study names or glob patterns (``"bert-*"``) resolved in
             ``prior_storage``. ``None`` with a ``prior_storage`` uses every study there except
-            the target. Prior studies are only read.
+            the target. Names are resolved at the first trial; a prior study is re-read only
+            when it gained trials. Prior studies are only read.
         prior_storage:
             A storage URL (``sqlite:///...``, ``postgresql://...``, ``mysql+pymysql://...``), a
             journal file path (``*.log``) or an Optuna storage object.
