@@ -195,7 +195,6 @@ def resolve_study_names(storage: BaseStorage, patterns: Sequence[str] | None) ->
 class _CachedRead:
     """One read of a prior study and what is needed to tell whether it is still current."""
 
-    study_id: int
     n_trials: int
     has_unfinished: bool
     result: PriorTask | SkippedPrior
@@ -228,7 +227,7 @@ class PriorLoader:
             raise PriorStudyError("Prior studies given by name need prior_storage=URL.")
         self._storage: BaseStorage | None = None
         self._handles: list[tuple[BaseStorage, int, str]] | None = None
-        self._cache: dict[str, _CachedRead] = {}
+        self._cache: dict[tuple[int, int], _CachedRead] = {}  # by (id(storage), study_id)
 
     @property
     def has_priors(self) -> bool:
@@ -280,19 +279,26 @@ class PriorLoader:
     def _load_cached(
         self, storage: BaseStorage, study_id: int, name: str
     ) -> PriorTask | SkippedPrior:
-        cached = self._cache.get(name)
+        key = (id(storage), study_id)  # The handles keep the storages alive, so ids are stable.
+        cached = self._cache.get(key)
         if cached is not None and not _may_have_changed(storage, study_id, cached):
             return cached.result
-        read = _read(storage, study_id, name)
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        directions = storage.get_study_directions(study_id)
+        read = _CachedRead(
+            len(trials),
+            any(not t.state.is_finished() for t in trials),
+            usable_trials(name, directions, trials),
+        )
         if isinstance(read.result, SkippedPrior):
             _logger.warning("Skipping prior study %r: %s.", name, read.result.reason)
-        self._cache[name] = read
+        self._cache[key] = read
         return read.result
 
 
 def _may_have_changed(storage: BaseStorage, study_id: int, cached: _CachedRead) -> bool:
     """Whether a study may differ from ``cached``: it had running trials, or gained one."""
-    if cached.study_id != study_id or cached.has_unfinished:
+    if cached.has_unfinished:
         return True
     try:
         storage.get_trial_id_from_study_id_trial_number(study_id, cached.n_trials)
@@ -301,28 +307,16 @@ def _may_have_changed(storage: BaseStorage, study_id: int, cached: _CachedRead) 
     return True
 
 
-def read_study(storage: BaseStorage, study_id: int, name: str) -> PriorTask | SkippedPrior:
-    """Reads one prior study: its usable trials, or why it cannot be used.
-
-    Args:
-        storage: The storage holding it.
-        study_id: Its id there.
-        name: Its name, for messages.
-    """
-    return _read(storage, study_id, name).result
-
-
-def _read(storage: BaseStorage, study_id: int, name: str) -> _CachedRead:
-    directions = storage.get_study_directions(study_id)
-    trials = storage.get_all_trials(study_id, deepcopy=False)
-    has_unfinished = any(not t.state.is_finished() for t in trials)
-    return _CachedRead(study_id, len(trials), has_unfinished, _usable(name, directions, trials))
-
-
-def _usable(
+def usable_trials(
     name: str, directions: Sequence[StudyDirection], trials: Sequence[FrozenTrial]
 ) -> PriorTask | SkippedPrior:
-    """The completed, finite trials of a single-objective study, or why there are none."""
+    """The completed, finite trials of a single-objective study, or why there are none.
+
+    Args:
+        name: The study name, for messages.
+        directions: The study's directions.
+        trials: All its trials, of any state.
+    """
     if len(directions) != 1:
         return SkippedPrior(name, f"it is multi-objective ({len(directions)} objectives)")
     sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0

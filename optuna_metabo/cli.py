@@ -105,9 +105,9 @@ def _priors(args: argparse.Namespace) -> int:
 
     from optuna_metabo._priors import open_storage
     from optuna_metabo._priors import PriorTask
-    from optuna_metabo._priors import read_study
     from optuna_metabo._priors import resolve_study_names
     from optuna_metabo._priors import SkippedPrior
+    from optuna_metabo._priors import usable_trials
 
     storage = open_storage(args.storage)
     names = resolve_study_names(storage, None)
@@ -117,13 +117,14 @@ def _priors(args: argparse.Namespace) -> int:
     tasks: dict[str, PriorTask | SkippedPrior] = {}
     for name in names:
         study_id = storage.get_study_id_from_name(name)
-        n_total = storage.get_n_trials(study_id)
-        n_complete = storage.get_n_trials(study_id, state=TrialState.COMPLETE)
-        directions = ", ".join(d.name.lower() for d in storage.get_study_directions(study_id))
-        task = read_study(storage, study_id, name)
+        trials = storage.get_all_trials(study_id, deepcopy=False)  # read once per study
+        n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
+        study_directions = storage.get_study_directions(study_id)
+        directions = ", ".join(d.name.lower() for d in study_directions)
+        task = usable_trials(name, study_directions, trials)
         tasks[name] = task
         params = ", ".join(sorted(task.distributions)) if isinstance(task, PriorTask) else "-"
-        rows.append((name, directions, f"{n_complete}/{n_total}", params))
+        rows.append((name, directions, f"{n_complete}/{len(trials)}", params))
     print(f"Studies in {_redact(args.storage)}: {len(names)}")
     if rows:
         print(_table(("study", "direction", "complete/all trials", "parameters"), rows))
