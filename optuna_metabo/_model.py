@@ -136,6 +136,7 @@ class ICMGaussianProcess:
         self.x, self.task, self.y = x, task, y
         with torch.no_grad():
             self._task_cov = module.task_covariance()  # (T, T)
+            self._lengthscale = module.input_kernel.lengthscale.reshape(-1).clone()  # (d,)
             self._cholesky = _cholesky_with_jitter(_covariance(module, x, task))  # (n, n)
             self._alpha = torch.cholesky_solve(y[:, None], self._cholesky)[:, 0]  # (n,)
 
@@ -154,13 +155,39 @@ class ICMGaussianProcess:
             Mean and variance, each of shape ``(m,)``, in standardized units (lower is better).
         """
         x = x.to(device=self.x.device, dtype=self.x.dtype)
-        cross = self.module.input_covariance(x, self.x)  # (m, n)
+        # The same Matérn-5/2 as the module's GPyTorch kernel, with the lengthscales held
+        # fixed: gradients flow to ``x`` only, not into the hyperparameters.
+        cross = matern52(x, self.x, self._lengthscale)  # (m, n)
         cross = cross * self._task_cov[task_index][self.task]  # (m, n)
         mean = cross @ self._alpha  # (m,)
         v = torch.linalg.solve_triangular(self._cholesky, cross.T, upper=False)  # (n, m)
         prior_var = self._task_cov[task_index, task_index]
         variance = torch.clamp(prior_var - (v * v).sum(dim=0), min=1e-12)  # (m,)
         return mean, variance
+
+    def loo_log_likelihood(self, task_index: int) -> float:
+        """Summed leave-one-out predictive log density of one task's observations.
+
+        Each observation is predicted from all the others, of every task, in closed form:
+        ``mu_i = y_i - alpha_i / d_i`` and ``var_i = 1 / d_i`` with ``d_i = [K^-1]_ii``
+        (Rasmussen & Williams, 2006, section 5.4.2).
+
+        Args:
+            task_index: Which task's observations to score.
+        """
+        with torch.no_grad():
+            rows = torch.nonzero(self.task == task_index).reshape(-1)  # (m,)
+            if len(rows) == 0:
+                return 0.0
+            unit = torch.zeros(len(self.y), len(rows), dtype=self.y.dtype, device=self.y.device)
+            unit[rows, torch.arange(len(rows))] = 1.0  # (n, m)
+            half = torch.linalg.solve_triangular(self._cholesky, unit, upper=False)  # (n, m)
+            inverse_diag = (half * half).sum(dim=0)  # (m,)
+            alpha = self._alpha[rows]  # (m,)
+            log_density = -0.5 * (
+                math.log(2 * math.pi) - torch.log(inverse_diag) + alpha**2 / inverse_diag
+            )
+            return float(log_density.sum())
 
     def task_correlations(self) -> np.ndarray:
         """Correlation of each task with the target (the last task), shape ``(T,)``."""
@@ -184,6 +211,20 @@ class ICMGaussianProcess:
             torch.cat([self.task, task]),
             torch.cat([self.y, mean]),
         )
+
+
+def matern52(x1: torch.Tensor, x2: torch.Tensor, lengthscale: torch.Tensor) -> torch.Tensor:
+    """Matérn-5/2 covariance between ``x1`` ``(m, d)`` and ``x2`` ``(n, d)``: ``(m, n)``.
+
+    Args:
+        x1: First points.
+        x2: Second points.
+        lengthscale: ARD lengthscales ``(d,)``.
+    """
+    a, b = x1 / lengthscale, x2 / lengthscale
+    squared = (a * a).sum(dim=1, keepdim=True) - 2.0 * a @ b.T + (b * b).sum(dim=1)  # (m, n)
+    r = math.sqrt(5.0) * squared.clamp_min(1e-30).sqrt()  # (m, n); no NaN gradient at 0
+    return (1.0 + r + r * r / 3.0) * torch.exp(-r)
 
 
 def _covariance(module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:

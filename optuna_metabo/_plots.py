@@ -31,10 +31,11 @@ MAX_SLICE_PARAMS = 8
 SLICE_PARAMS_PER_FIGURE = 4
 SLICE_POINTS = 50
 _LOG_EI_RANGE = 30.0
-_SOURCES = ("prior_design", "model", "startup", "independent", "fallback")
+_SOURCES = ("prior_design", "model", "target_model", "startup", "independent", "fallback")
 _SOURCE_COLORS = {
     "prior_design": "#ff7f0e",
     "model": "#1f77b4",
+    "target_model": "#17becf",
     "startup": "#7f7f7f",
     "independent": "#9467bd",
     "fallback": "#d62728",

@@ -58,7 +58,9 @@ class MetaBOSampler(BaseSampler):
     A multi-task Gaussian process (ICM kernel: Matérn-5/2 ARD x task ``IndexKernel``) is fitted
     jointly on the prior studies and the target study, each standardized on its own, and the
     next trial maximizes log expected improvement on the target. With priors, the very first
-    trial already comes from them; without priors it is a plain GP sampler.
+    trial already comes from them; without priors it is a plain GP sampler. From 10 target
+    trials on, when a GP on the target alone predicts the target's trials clearly better
+    (leave-one-out), the trial is chosen without the priors: a guard against negative transfer.
 
     Args:
         prior_studies:

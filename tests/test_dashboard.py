@@ -253,7 +253,7 @@ def test_dashboard_server_serves_note_plots_and_attributes(
     for trial in detail["trials"]:
         attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
         assert set(USER_ATTRS) <= set(attrs)
-        assert attrs["metabo:source"] in ("prior_design", "model")
+        assert attrs["metabo:source"] in ("prior_design", "model", "target_model")
     # The dashboard shows the prior studies untouched: no note, no plots.
     prior = _get(f"{dashboard}/api/studies/{ids['prior-a-sqlite']}")
     assert prior["note"]["body"] == "" and prior["plotly_graph_objects"] == []

@@ -357,7 +357,7 @@ def test_every_requested_trial_completes(worker_run: WorkerRun) -> None:
     assert {t.user_attrs["worker"] for t in trials} == set(range(N_WORKERS))
     assert len(overlapping_pairs(trials)) >= N_WORKERS, "workers did not run concurrently"
     sources = {t.user_attrs.get("metabo:source") for t in trials}
-    assert sources <= {"prior_design", "model"}, sources
+    assert sources <= {"prior_design", "model", "target_model"}, sources
 
 
 def test_prior_study_is_unchanged(worker_run: WorkerRun) -> None:
@@ -437,7 +437,10 @@ def _check_killed_worker(
     assert len(trials) == n_done + 1
     after_kill = trials[-2:]  # Sampled here, with the killed trial in the storage.
     assert all(t.state == TrialState.COMPLETE for t in after_kill)
-    assert all(t.user_attrs["metabo:source"] in ("prior_design", "model") for t in after_kill)
+    assert all(
+        t.user_attrs["metabo:source"] in ("prior_design", "model", "target_model")
+        for t in after_kill
+    )
     if not heartbeat:
         # The stale RUNNING trial is a pending point: its configuration is not proposed again.
         assert killed_params and all(t.params != killed_params for t in after_kill)

@@ -10,7 +10,9 @@ import torch
 from optuna_metabo._model import _cholesky_with_jitter
 from optuna_metabo._model import compatible_state
 from optuna_metabo._model import fit_icm_gp
+from optuna_metabo._model import ICMGaussianProcess
 from optuna_metabo._model import ICMKernelModule
+from optuna_metabo._model import matern52
 from optuna_metabo._model import MIN_NOISE
 from optuna_metabo._model import ModelFitError
 from optuna_metabo._model import negative_log_posterior
@@ -152,3 +154,47 @@ def test_each_task_gets_its_own_noise_level() -> None:
     model, _ = fit_icm_gp(data, rank=1)
     noise = model.module.noise.detach().numpy()
     assert noise[1] > 10 * noise[0]
+
+
+def test_leave_one_out_density_equals_refitting_without_each_point() -> None:
+    data = _two_tasks(1.0, n=6, seed=3)
+    model, _ = fit_icm_gp(data, rank=1)
+    x, task, y = model.x, model.task, model.y
+    expected = 0.0
+    for i in torch.nonzero(task == 1).reshape(-1).tolist():
+        keep = torch.arange(len(y)) != i
+        rest = ICMGaussianProcess(model.module, x[keep], task[keep], y[keep])
+        with torch.no_grad():
+            mean, variance = rest.posterior(x[i : i + 1], 1)
+            variance = variance + model.module.noise[1]  # The density of an observation.
+        expected += float(torch.distributions.Normal(mean, variance.sqrt()).log_prob(y[i]).sum())
+    assert math.isclose(model.loo_log_likelihood(1), expected, rel_tol=1e-6, abs_tol=1e-8)
+
+
+def test_leave_one_out_density_prefers_the_task_that_explains_the_target() -> None:
+    related, _ = fit_icm_gp(_two_tasks(1.0, n=12), rank=1)
+    target_alone = _two_tasks(1.0, n=12)
+    rows = target_alone.task == 1
+    alone, _ = fit_icm_gp(
+        TrainingData(
+            x=target_alone.x[rows], task=np.zeros(12, dtype=int), y=target_alone.y[rows], n_tasks=1
+        ),
+        rank=1,
+    )
+    # With a closely related prior task, the target's points are predicted better jointly.
+    assert related.loo_log_likelihood(1) > alone.loo_log_likelihood(0)
+
+
+def test_posterior_kernel_matches_gpytorch_and_leaves_hyperparameters_alone() -> None:
+    data = _two_tasks(1.0, n=10)
+    model, _ = fit_icm_gp(data, rank=1)
+    x = torch.rand(7, 2, dtype=torch.float64)
+    expected = model.module.input_covariance(x, model.x).detach()
+    lengthscale = model.module.input_kernel.lengthscale.detach().reshape(-1)
+    torch.testing.assert_close(matern52(x, model.x, lengthscale), expected, rtol=0, atol=1e-12)
+    x.requires_grad_(True)
+    model.module.zero_grad(set_to_none=True)
+    mean, variance = model.posterior(x, 1)
+    (mean + variance).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is None for p in model.module.parameters())

@@ -5,6 +5,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -169,6 +172,24 @@ def test_encode_task_handles_bounds_choices_and_missing_params(history: str) -> 
     kind = SearchSpace({"x": CategoricalDistribution([0.0, 1.0])})
     mismatch = encode_task(task, kind, 100, np.random.RandomState(0))
     assert isinstance(mismatch, SkippedPrior) and "categorical" in mismatch.reason
+
+
+@given(
+    st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=60, unique=True),
+    st.integers(1, 59),
+)
+@settings(max_examples=60, deadline=None)
+def test_subsampling_is_prefix_stable_and_keeps_the_best_half(
+    values: list[float], cap: int
+) -> None:
+    y = np.array(values)
+    keep = subsample_indices(y, cap, np.random.RandomState(0))
+    assert len(keep) == min(cap, len(y)) and len(set(keep.tolist())) == len(keep)
+    best = np.argsort(y)[: math.ceil(min(cap, len(y)) / 2)]
+    assert set(best.tolist()) <= set(keep.tolist())
+    # One point fewer keeps a subset of the same rows: a refit sees almost the same data.
+    smaller = subsample_indices(y, cap - 1, np.random.RandomState(0)) if cap > 1 else keep[:0]
+    assert set(smaller.tolist()) <= set(keep.tolist())
 
 
 def test_duplicates_are_merged_and_subsampling_prefers_the_best() -> None:

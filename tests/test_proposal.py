@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from optuna.distributions import FloatDistribution
 
+from optuna_metabo._model import TrainingData
 from optuna_metabo._priors import EncodedPrior
+from optuna_metabo._proposal import _fit_subset
 from optuna_metabo._proposal import EngineSettings
 from optuna_metabo._proposal import ProposalEngine
 from optuna_metabo._proposal import task_weights
@@ -46,3 +50,51 @@ def test_prior_design_is_a_portfolio_across_prior_tasks() -> None:
     second = engine.propose(space, priors, first.x[None, :], np.array([0.3]), empty, rng)
     assert second.source == "prior_design"
     assert abs(second.x[0] - (0.8 if near_left else 0.2)) < 0.1
+
+
+def _data(n_target: int, rng: np.random.RandomState) -> TrainingData:
+    sizes = [40, 40, n_target]
+    return TrainingData(
+        x=rng.rand(sum(sizes), 2),
+        task=np.repeat(np.arange(3), sizes),
+        y=np.concatenate([np.arange(40.0)[::-1], np.arange(40.0), np.arange(float(n_target))]),
+        n_tasks=3,
+    )
+
+
+def test_fit_subset_is_fixed_and_shrinks_by_dropping_prior_rows_only() -> None:
+    # The hyperparameter fit warm-starts from the previous trial's: its data must not be
+    # reshuffled from one trial to the next, or the warm start chases a moving optimum.
+    subsets = [_fit_subset(_data(n, np.random.RandomState(n)), 30) for n in (4, 5, 6)]
+    again = _fit_subset(_data(5, np.random.RandomState(99)), 30)
+    np.testing.assert_array_equal(subsets[1], again)
+    for fewer, more in zip(subsets[1:], subsets[:-1]):
+        prior_fewer, prior_more = fewer[fewer < 80], more[more < 80]
+        assert set(prior_fewer.tolist()) <= set(prior_more.tolist())
+    # Every target row is kept, and each prior task keeps its best rows (highest index in
+    # task 0, lowest in task 1, as its values are reversed).
+    assert set(range(80, 86)) <= set(subsets[2].tolist())
+    assert {39, 38, 37} <= set(subsets[0].tolist()) and {40, 41, 42} <= set(subsets[0].tolist())
+
+
+def _target_source(prior_function: Callable[[np.ndarray], np.ndarray], n_target: int) -> str:
+    rng = np.random.RandomState(0)
+    priors = []
+    for i in range(3):
+        x = rng.rand(40, 1)
+        priors.append(EncodedPrior(f"p{i}", x, prior_function(x[:, 0]), 40, 40))
+    target_x = np.linspace(0.02, 0.98, n_target)[:, None]
+    target_y = (target_x[:, 0] - 0.7) ** 2
+    space = SearchSpace({"x": FloatDistribution(0.0, 1.0)})
+    engine = ProposalEngine(EngineSettings())
+    proposal = engine.propose(space, priors, target_x, target_y, np.zeros((0, 1)), rng)
+    return proposal.source
+
+
+def test_priors_are_set_aside_when_a_target_only_gp_predicts_the_target_better() -> None:
+    assert _target_source(lambda x: (x - 0.7) ** 2, 12) == "model"
+    # Wavy, unrelated priors force a short lengthscale on the shared kernel: the smooth
+    # target is predicted better alone, so the model phase goes on without them.
+    assert _target_source(lambda x: np.sin(8 * x), 12) == "target_model"
+    # Before 10 target trials the comparison is not made.
+    assert _target_source(lambda x: np.sin(8 * x), 9) == "model"

@@ -47,7 +47,7 @@ SPACE: dict[str, BaseDistribution] = {
     "kind": CategoricalDistribution(("a", "b", "c")),
 }
 _KIND = {"a": 0.0, "b": 0.3, "c": 0.6}
-SOURCES = {"prior_design", "model"}
+SOURCES = {"prior_design", "model", "target_model"}
 
 
 # ------------------------------------------------------------------------------- helpers
