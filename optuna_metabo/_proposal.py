@@ -13,7 +13,8 @@ Phases, by the number ``n`` of completed target trials:
 - afterwards: log expected improvement on the target, maximized over the whole space with
   starts at the best prior and target configurations. From ``_MIN_TRIALS_FOR_MODEL_CHOICE``
   target trials on, a GP on the target alone replaces the ICM for the trial whenever it
-  predicts the target's own trials better (leave-one-out): a guard against negative transfer.
+  predicts the target's own trials clearly better (leave-one-out, by more than
+  ``_TARGET_ONLY_MARGIN`` nats per trial): a guard against negative transfer.
 """
 
 from __future__ import annotations
