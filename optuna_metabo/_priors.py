@@ -409,15 +409,8 @@ def subsample_indices(y: np.ndarray, max_points: int, rng: np.random.RandomState
     """
     if len(y) <= max_points:
         return np.arange(len(y))
-    best_first = np.argsort(y, kind="stable")
-    shuffled = rng.permutation(len(y))
-    taken = np.zeros(len(y), dtype=bool)
-    chosen: list[int] = []
-    for pair in zip(best_first, shuffled):
-        for i in pair:
-            if not taken[i] and len(chosen) < max_points:
-                taken[i] = True
-                chosen.append(int(i))
-        if len(chosen) == max_points:
-            break
-    return np.sort(np.array(chosen, dtype=int))
+    alternating = np.column_stack([np.argsort(y, kind="stable"), rng.permutation(len(y))])
+    alternating = alternating.reshape(-1)  # (2n,): best, random, next best, next random, ...
+    _, first_seen = np.unique(alternating, return_index=True)
+    priority = alternating[np.sort(first_seen)]  # each entry once, in alternating order
+    return np.sort(priority[:max_points])
