@@ -5,6 +5,15 @@ The covariance between point ``x`` of task ``s`` and point ``x'`` of task ``t`` 
 ``B = W W^T + diag(v)`` a GPyTorch ``IndexKernel``. Hyperparameters are fitted by maximizing the
 exact log marginal likelihood plus log priors with L-BFGS-B, warm-started from the previous fit.
 This is the only module that imports GPyTorch; torch is imported lazily by the sampler.
+
+Absent coordinates (NaN inputs) are filled with learned values, fitted with the other
+hyperparameters by the marginal likelihood ("slots"):
+
+- slot ``c < dim`` is the value of column ``c`` where it is *inactive*: a branch parameter
+  under another parent choice (imputation with a learned offset, shared by all tasks). Query
+  points with NaN take these values.
+- the slots after them are *unknown* values: a parameter a prior task never tuned, which it
+  held at a value nobody recorded. Each (task, column) pair learns its own.
 """
 
 from __future__ import annotations
@@ -24,6 +33,10 @@ import torch
 _logger = logging.getLogger(__name__)
 
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
+# Ranges of the learned slot values, in normalized units: an inactive column may sit anywhere
+# near the unit interval; an unknown held value lies inside the target's range.
+INACTIVE_RANGE = (-0.5, 1.5)
+UNKNOWN_RANGE = (0.0, 1.0)
 MIN_NOISE = 1e-6
 # L-BFGS-B stops once an iteration lowers the per-point loss by less than this (relative to
 # max(|loss|, 1)): 1e-5 per point is a few thousandths of a nat over a few hundred points.
@@ -34,6 +47,28 @@ class ModelFitError(RuntimeError):
     """The GP could not be fitted even with jitter and default hyperparameters."""
 
 
+class SlotValues(torch.nn.Module):
+    """The learned values that fill absent inputs, each inside its range (a sigmoid).
+
+    Args:
+        dim: Number of input columns: the first ``dim`` slots are inactive values.
+        n_unknown: Number of unknown-value slots after them.
+    """
+
+    def __init__(self, dim: int, n_unknown: int) -> None:
+        super().__init__()
+        low = [INACTIVE_RANGE[0]] * dim + [UNKNOWN_RANGE[0]] * n_unknown
+        high = [INACTIVE_RANGE[1]] * dim + [UNKNOWN_RANGE[1]] * n_unknown
+        self.register_buffer("low", torch.tensor(low, dtype=torch.float64))  # (S,)
+        self.register_buffer("span", torch.tensor(high, dtype=torch.float64) - self.low)
+        # Every slot starts at 0.5, the middle of the target's range.
+        self.raw = torch.nn.Parameter(torch.logit((0.5 - self.low) / self.span))  # (S,)
+
+    def forward(self) -> torch.Tensor:
+        """The slot values ``(S,)``."""
+        return self.low + self.span * torch.sigmoid(self.raw)
+
+
 class ICMKernelModule(gpytorch.Module):
     """Hyperparameters of the ICM GP: Matérn-5/2 ARD, task IndexKernel and Gaussian noise.
 
@@ -41,9 +76,10 @@ class ICMKernelModule(gpytorch.Module):
         dim: Number of input columns.
         n_tasks: Number of tasks (prior tasks plus the target).
         rank: Rank of the task covariance factor ``W``.
+        n_unknown: Number of unknown-value slots (see the module docstring).
     """
 
-    def __init__(self, dim: int, n_tasks: int, rank: int) -> None:
+    def __init__(self, dim: int, n_tasks: int, rank: int, n_unknown: int = 0) -> None:
         super().__init__()
         from gpytorch.constraints import GreaterThan
         from gpytorch.kernels import IndexKernel
@@ -72,6 +108,20 @@ class ICMKernelModule(gpytorch.Module):
         # target's noise floor (that stalls fine convergence on the target).
         self.raw_noise = torch.nn.Parameter(torch.full((n_tasks,), math.log(1e-3)))
         self.noise_prior = LogNormalPrior(math.log(1e-3), 2.0)
+        # Registered last, so that without absent inputs the fit runs exactly as it did before
+        # slots existed (L-BFGS-B sees the same leading parameters; the slots' gradient is 0).
+        self.slots = SlotValues(dim, n_unknown)
+
+    def slot_values(self) -> torch.Tensor:
+        """Learned values of the slots ``(S,)``: ``dim`` inactive values, then unknown ones."""
+        return self.slots()
+
+    def fill(self, x: torch.Tensor, slot: torch.Tensor | None) -> torch.Tensor:
+        """``x`` ``(n, d)`` with the entries where ``slot >= 0`` replaced by slot values."""
+        if slot is None:
+            return x
+        values = self.slots()[slot.clamp_min(0)]  # (n, d)
+        return torch.where(slot >= 0, values, x)
 
     @property
     def noise(self) -> torch.Tensor:
@@ -98,16 +148,21 @@ class TrainingData:
     """Standardized observations of every task.
 
     Attributes:
-        x: Normalized inputs, shape ``(n, d)``.
+        x: Normalized inputs, shape ``(n, d)``; NaN where a coordinate is absent.
         task: Task index of each row, shape ``(n,)``.
         y: Standardized values (lower is better), shape ``(n,)``.
         n_tasks: Number of tasks; the target is task ``n_tasks - 1``.
+        slot: Which learned value fills each entry, shape ``(n, d)``: -1 where ``x`` is
+            observed, the column where it is inactive, ``d + k`` for unknown value ``k``.
+        n_unknown: Number of unknown-value slots.
     """
 
     x: np.ndarray
     task: np.ndarray
     y: np.ndarray
     n_tasks: int
+    slot: np.ndarray | None = None
+    n_unknown: int = 0
 
 
 def _cholesky_with_jitter(matrix: torch.Tensor) -> torch.Tensor:
@@ -124,7 +179,7 @@ class ICMGaussianProcess:
 
     Args:
         module: Fitted hyperparameters.
-        x: Inputs ``(n, d)`` as a tensor.
+        x: Inputs ``(n, d)`` as a tensor, absent entries already filled (``module.fill``).
         task: Task indices ``(n,)`` as a long tensor.
         y: Standardized values ``(n,)`` as a tensor.
     """
@@ -135,6 +190,7 @@ class ICMGaussianProcess:
         self.module = module
         self.x, self.task, self.y = x, task, y
         with torch.no_grad():
+            self._inactive = module.slot_values()[: x.shape[1]].to(x)  # (d,)
             self._task_cov = module.task_covariance()  # (T, T)
             self._lengthscale = module.input_kernel.lengthscale.reshape(-1).clone()  # (d,)
             self._cholesky = _cholesky_with_jitter(_covariance(module, x, task))  # (n, n)
@@ -148,13 +204,14 @@ class ICMGaussianProcess:
         """Posterior mean and variance of the latent function of one task.
 
         Args:
-            x: Points of shape ``(m, d)``; gradients flow through.
+            x: Points of shape ``(m, d)``; gradients flow through. NaN marks an inactive
+                coordinate; it takes the column's learned inactive value.
             task_index: Which task.
 
         Returns:
             Mean and variance, each of shape ``(m,)``, in standardized units (lower is better).
         """
-        x = x.to(device=self.x.device, dtype=self.x.dtype)
+        x = self._fill_inactive(x.to(device=self.x.device, dtype=self.x.dtype))
         # The same Matérn-5/2 as the module's GPyTorch kernel, with the lengthscales held
         # fixed: gradients flow to ``x`` only, not into the hyperparameters.
         cross = matern52(x, self.x, self._lengthscale)  # (m, n)
@@ -164,6 +221,9 @@ class ICMGaussianProcess:
         prior_var = self._task_cov[task_index, task_index]
         variance = torch.clamp(prior_var - (v * v).sum(dim=0), min=1e-12)  # (m,)
         return mean, variance
+
+    def _fill_inactive(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(torch.isnan(x), self._inactive, x)
 
     def loo_log_likelihood(self, task_index: int) -> float:
         """Summed leave-one-out predictive log density of one task's observations.
@@ -204,6 +264,7 @@ class ICMGaussianProcess:
         """
         with torch.no_grad():
             mean, _ = self.posterior(x, task_index)
+            x = self._fill_inactive(x.to(self.x))
         task = torch.full((len(x),), task_index, dtype=torch.long, device=x.device)
         return ICMGaussianProcess(
             self.module,
@@ -258,16 +319,30 @@ def _lengthscale_gradient(
 
 
 def negative_log_posterior(
-    module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor, y: torch.Tensor
+    module: ICMKernelModule,
+    x: torch.Tensor,
+    task: torch.Tensor,
+    y: torch.Tensor,
+    slot: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``-(log marginal likelihood + log prior) / n`` of the data under the module.
 
-    The value is exact. Its gradient is analytic up to the lengthscales, the task covariance
-    and the noise levels (through ``dL/dK = (alpha alpha^T - K^-1) / 2``), and autograd only
-    carries it through GPyTorch's constraints and priors: no ``(n, n)`` tensor is part of the
-    autograd graph, which makes one evaluation about twice as fast.
+    The value is exact. Its gradient is analytic up to the lengthscales, the task covariance,
+    the noise levels and the filled inputs (through ``dL/dK = (alpha alpha^T - K^-1) / 2``),
+    and autograd only carries it through GPyTorch's constraints and priors and the slot values:
+    no ``(n, n)`` tensor is part of the autograd graph, which makes one evaluation about twice
+    as fast.
+
+    Args:
+        module: The hyperparameters.
+        x: Inputs ``(n, d)``, NaN where ``slot`` fills them.
+        task: Task indices ``(n,)``.
+        y: Standardized values ``(n,)``.
+        slot: See ``TrainingData.slot``; None if every entry of ``x`` is observed.
     """
     n = len(y)
+    filled = module.fill(x, slot)  # (n, d), part of the graph through the slot values
+    x = filled.detach()
     lengthscale = module.input_kernel.lengthscale.reshape(-1)  # (d,), part of the graph
     task_cov = module.task_covariance()  # (T, T), part of the graph
     noise = module.noise  # (T,), part of the graph
@@ -286,14 +361,20 @@ def negative_log_posterior(
         one_hot = torch.nn.functional.one_hot(task, len(noise)).to(x.dtype)  # (n, T)
         grad_task_cov = one_hot.T @ (grad_covariance * kernel) @ one_hot  # (T, T)
         grad_noise = one_hot.T @ torch.diagonal(grad_covariance)  # (T,)
-        grad_lengthscale = _lengthscale_gradient(
-            grad_covariance * row_task_cov * slope, x, lengthscale
+        weight = grad_covariance * row_task_cov * slope  # (n, n)
+        grad_lengthscale = _lengthscale_gradient(weight, x, lengthscale)
+        # dL/dx_ik = -2 / l_k^2 * sum_j weight_ij (x_ik - x_jk), only needed for filled entries.
+        grad_x = (
+            -2.0 * (x * weight.sum(dim=1, keepdim=True) - weight @ x) / lengthscale**2
+            if slot is not None
+            else torch.zeros_like(x)
         )
     # d(surrogate)/d(parameters) == d(log_likelihood)/d(parameters); its value is zero.
     surrogate = (
         (lengthscale * grad_lengthscale).sum()
         + (task_cov * grad_task_cov).sum()
         + (noise * grad_noise).sum()
+        + (filled * grad_x).sum()
     )
     value = log_likelihood + surrogate - surrogate.detach()
     return -(value + module.log_prior()) / n
@@ -318,12 +399,13 @@ def _optimize_hyperparameters(
     x: torch.Tensor,
     task: torch.Tensor,
     y: torch.Tensor,
+    slot: torch.Tensor | None,
     max_iter: int,
 ) -> None:
     def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         _assign_parameters(module, flat)
         module.zero_grad()
-        loss = negative_log_posterior(module, x, task, y)
+        loss = negative_log_posterior(module, x, task, y, slot)
         loss.backward()
         grad = torch.cat(
             [
@@ -368,34 +450,46 @@ def fit_icm_gp(
         The conditioned GP and the state dict to warm-start the next fit.
     """
     dim = data.x.shape[1]
-    x = torch.as_tensor(data.x, dtype=torch.float64, device=device)  # (n, d)
+    x = torch.as_tensor(data.x, dtype=torch.float64, device=device)  # (n, d), NaN: absent
     task = torch.as_tensor(data.task, dtype=torch.long, device=device)  # (n,)
     y = torch.as_tensor(data.y, dtype=torch.float64, device=device)  # (n,)
+    slot = _slot_tensor(data, device)  # (n, d) or None
     rows = slice(None) if fit_subset is None else torch.as_tensor(fit_subset, device=device)
     # A warm start first; if that fit fails, one more from the default hyperparameters.
     starts = [previous_state, None] if previous_state is not None else [None]
     last_error: Exception | None = None
     for state in starts:
-        module = ICMKernelModule(dim, data.n_tasks, rank).to(device=device, dtype=torch.float64)
+        module = ICMKernelModule(dim, data.n_tasks, rank, data.n_unknown)
+        module = module.to(device=device, dtype=torch.float64)
         if state is not None:
             module.load_state_dict(state)
         try:
             if max_iter > 0:
-                _optimize_hyperparameters(module, x[rows], task[rows], y[rows], max_iter)
-            return ICMGaussianProcess(module, x, task, y), module.state_dict()
+                fit_slot = None if slot is None else slot[rows]
+                _optimize_hyperparameters(module, x[rows], task[rows], y[rows], fit_slot, max_iter)
+            with torch.no_grad():
+                filled = module.fill(x, slot)
+            return ICMGaussianProcess(module, filled, task, y), module.state_dict()
         except (ModelFitError, RuntimeError, ValueError) as error:
             _logger.warning("GP fit failed (%s); retrying from default hyperparameters.", error)
             last_error = error
     raise ModelFitError(f"GP fit failed: {last_error}")
 
 
+def _slot_tensor(data: TrainingData, device: str) -> torch.Tensor | None:
+    """``data.slot`` as a long tensor, or None where no entry is absent (the plain GP)."""
+    if data.slot is None or not (data.slot >= 0).any():
+        return None
+    return torch.as_tensor(data.slot, dtype=torch.long, device=device)
+
+
 def compatible_state(
-    state: Mapping[str, Any] | None, dim: int, n_tasks: int, rank: int
+    state: Mapping[str, Any] | None, dim: int, n_tasks: int, rank: int, n_unknown: int = 0
 ) -> Mapping[str, Any] | None:
     """Returns ``state`` if it has the given shape, else None, so warm starts never break."""
     if state is None:
         return None
-    reference = ICMKernelModule(dim, n_tasks, rank).state_dict()
+    reference = ICMKernelModule(dim, n_tasks, rank, n_unknown).state_dict()
     if reference.keys() != state.keys():
         return None
     if any(reference[k].shape != state[k].shape for k in reference):

@@ -109,6 +109,7 @@ def optimize_acquisition(
     max_iter: int = 50,
     rank: int = 0,
     exclude: np.ndarray | None = None,
+    canonical: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Returns the best point found, shape ``(d,)``, and its acquisition value.
 
@@ -124,6 +125,8 @@ def optimize_acquisition(
             workers that start at the same time do not all pick the same point.
         exclude: Points ``(t, d)`` not to return, such as the configurations already
             evaluated; one of them comes back only if every scored point is among them.
+        canonical: Maps rows to a canonical form of the same configuration (coordinates the
+            objective ignores set alike), applied before comparing with ``exclude``.
     """
     candidates = np.concatenate(
         [space.sample_uniform(n_sobol, rng), starts.reshape(-1, space.dim)]
@@ -134,6 +137,8 @@ def optimize_acquisition(
     local = _search_discrete(acqf, space.snap(local), space)
     pool = np.concatenate([local, candidates])
     pool_values = np.concatenate([evaluate(acqf, local), values])
+    if canonical is not None:
+        pool = canonical(pool)
     fresh = rows_not_in(pool, exclude)
     if fresh.any():
         pool, pool_values = pool[fresh], pool_values[fresh]

@@ -6,6 +6,7 @@ refuses to open an SQLite or journal file that does not exist (opening would cre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -19,6 +20,8 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
@@ -63,16 +66,47 @@ class SkippedPrior:
     reason: str
 
 
+# How a target parameter that a prior study never tuned is handled.
+LACKED_DEFAULT = "default"  # the prior's trials take the value given in ``prior_defaults``
+LACKED_UNKNOWN = "unknown"  # the model learns the value the prior held it at
+# How a parameter that the prior tuned but the target does not is handled.
+EXTRA_DROPPED = "dropped"  # ignored: the prior's trials count alike whatever its value
+EXTRA_FIXED = "fixed_params"  # a model input; target trials sit at the ``fixed_params`` value
+
+
+@dataclass
+class ParameterMatch:
+    """How the parameters of a prior study line up with the target's.
+
+    Attributes:
+        shared: Target parameters the prior tuned too, matched by name (and by value).
+        lacked: Target parameters the prior never tuned -> ``LACKED_DEFAULT`` or
+            ``LACKED_UNKNOWN``.
+        extra: Prior parameters the target does not tune -> ``EXTRA_DROPPED`` or
+            ``EXTRA_FIXED``.
+        notes: Why a parameter the prior has is still treated as lacked (another kind).
+    """
+
+    shared: list[str] = field(default_factory=list)
+    lacked: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class EncodedPrior:
     """A prior task matched to the target space.
 
     Attributes:
         name: The study name.
-        x: Normalized inputs, shape ``(n, dim)``.
+        x: Normalized inputs, shape ``(n, dim)``; NaN where a trial lacks a parameter (the
+            columns in ``unknown_columns`` for every trial; others where a branch was off).
         y: Objective values (lower is better), shape ``(n,)``.
         n_available: Usable trials before subsampling.
         n_total: All trials in the study.
+        unknown_columns: Columns of target parameters the study never tuned, without a
+            default: the model learns the value the study held them at.
+        match: How its parameters line up with the target's.
     """
 
     name: str
@@ -80,6 +114,8 @@ class EncodedPrior:
     y: np.ndarray
     n_available: int
     n_total: int
+    unknown_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    match: ParameterMatch = field(default_factory=ParameterMatch)
 
 
 def open_storage(storage: str | BaseStorage) -> BaseStorage:
@@ -334,22 +370,97 @@ def usable_trials(
     return PriorTask(name, params, np.asarray(values), len(trials), distributions)
 
 
-def incompatibility(task: PriorTask, space: SearchSpace) -> str | None:
-    """Why a prior task cannot inform the target space, or None if it can.
+def match_parameters(
+    task: PriorTask, space: SearchSpace, prior_defaults: Mapping[str, Any]
+) -> ParameterMatch | SkippedPrior:
+    """Lines a prior study's parameters up with the target's, or says why it shares too little.
 
-    Parameters are matched by name and distribution kind; bounds, log flags and steps may
-    differ, since values are re-normalized in the target space.
+    A target parameter the prior tuned is shared when its values can be encoded in the target
+    space (numbers for a numerical parameter, choices by value for a categorical one; an
+    integer and a float parameter match). A prior that shares, counting ``prior_defaults``,
+    fewer than half of the target's tuned parameters is skipped.
+
+    Args:
+        task: The prior task.
+        space: The target search space.
+        prior_defaults: Values at which prior studies held parameters they did not tune.
     """
-    missing = [name for name in space.distributions if name not in task.distributions]
-    if missing:
-        return f"it lacks the target parameter(s) {', '.join(missing)}"
+    match = ParameterMatch()
     for name, target_dist in space.distributions.items():
-        prior_dist = task.distributions[name]
-        target_is_cat = isinstance(target_dist, CategoricalDistribution)
-        if target_is_cat != isinstance(prior_dist, CategoricalDistribution):
-            kind = "categorical" if target_is_cat else "numerical"
-            return f"parameter {name!r} is {kind} in the target but not in this prior"
+        prior_dist = task.distributions.get(name)
+        kind_note = None if prior_dist is None else _kind_mismatch(target_dist, prior_dist)
+        if prior_dist is not None and kind_note is None:
+            match.shared.append(name)
+            continue
+        if kind_note is not None:
+            match.notes[name] = kind_note
+        match.lacked[name] = LACKED_DEFAULT if name in prior_defaults else LACKED_UNKNOWN
+    for name in sorted(set(task.distributions) - set(space.distributions)):
+        match.extra[name] = EXTRA_FIXED if name in space.fixed_values else EXTRA_DROPPED
+    n_known = len(match.shared) + sum(v == LACKED_DEFAULT for v in match.lacked.values())
+    n_target = len(space.distributions)
+    if 2 * n_known < n_target or (n_target and n_known == 0):
+        lacked = ", ".join(sorted(match.lacked))
+        return SkippedPrior(
+            task.name,
+            f"it shares only {n_known} of the target's {n_target} parameters (it lacks "
+            f"{lacked}; give their values with prior_defaults to use it)",
+        )
+    return match
+
+
+def _kind_mismatch(target: BaseDistribution, prior: BaseDistribution) -> str | None:
+    """Why a prior parameter's values cannot be encoded for the target's, or None."""
+    if isinstance(target, CategoricalDistribution):
+        if isinstance(prior, (CategoricalDistribution, IntDistribution)):
+            return None
+        return "continuous in this prior, categorical in the target"
+    if isinstance(prior, CategoricalDistribution) and not all(
+        isinstance(c, (int, float)) and not isinstance(c, bool) for c in prior.choices
+    ):
+        return "categorical with non-numeric choices in this prior, numerical in the target"
     return None
+
+
+def fixed_parameter_space(
+    tasks: Sequence[PriorTask], fixed_params: Mapping[str, Any], tuned: Sequence[str]
+) -> dict[str, tuple[BaseDistribution, Any]]:
+    """The ``fixed_params`` that some prior tuned, each with a range covering every prior's
+    values and the fixed value: ``name -> (distribution, value)``.
+
+    Args:
+        tasks: The usable prior tasks.
+        fixed_params: Values at which the target holds parameters it does not tune.
+        tuned: The target's tuned parameters; a fixed parameter among them is not fixed.
+    """
+    space: dict[str, tuple[BaseDistribution, Any]] = {}
+    for name, value in sorted(fixed_params.items()):
+        dists = [t.distributions[name] for t in tasks if name in t.distributions]
+        if name in tuned or not dists:
+            continue
+        covering = _covering_distribution(dists, value)
+        if covering is not None:
+            space[name] = (covering, value)
+    return space
+
+
+def _covering_distribution(
+    dists: Sequence[BaseDistribution], value: Any
+) -> BaseDistribution | None:
+    """One distribution of the kind of ``dists[0]`` holding all of their values and ``value``."""
+    first = dists[0]
+    if isinstance(first, CategoricalDistribution):
+        choices: list[Any] = []
+        for dist in [d for d in dists if isinstance(d, CategoricalDistribution)]:
+            choices += [c for c in dist.choices if c not in choices]
+        return CategoricalDistribution(choices + ([value] if value not in choices else []))
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    numerical = [d for d in dists if isinstance(d, (FloatDistribution, IntDistribution))]
+    low = min([float(d.low) for d in numerical] + [float(value)])
+    high = max([float(d.high) for d in numerical] + [float(value)])
+    log = bool(getattr(first, "log", False)) and low > 0
+    return FloatDistribution(low, high, log=log) if high > low else None
 
 
 def encode_task(
@@ -357,41 +468,51 @@ def encode_task(
     space: SearchSpace,
     max_trials: int,
     rng: np.random.RandomState,
+    prior_defaults: Mapping[str, Any] | None = None,
 ) -> EncodedPrior | SkippedPrior:
     """Encodes a prior task in the target space, subsampling to at most ``max_trials``.
 
     Trials whose values fall outside the target space (see ``SearchSpace.encode``) are
-    dropped. Duplicate configurations are averaged into one point.
+    dropped. Duplicate configurations are averaged into one point. Parameters the study never
+    tuned take their ``prior_defaults`` value, or stay NaN in ``unknown_columns``.
 
     Args:
         task: The prior task.
         space: The target search space.
         max_trials: Cap on the points kept; half go to the best trials, half are spread.
         rng: Source of randomness for the spread half.
+        prior_defaults: Values at which prior studies held parameters they did not tune.
     """
-    reason = incompatibility(task, space)
-    if reason is not None:
-        return SkippedPrior(task.name, reason)
+    defaults = dict(prior_defaults or {})
+    match = match_parameters(task, space, defaults)
+    if isinstance(match, SkippedPrior):
+        return match
+    held = {n: defaults[n] for n, how in match.lacked.items() if how == LACKED_DEFAULT}
+    kept = set(match.shared) | {n for n, how in match.extra.items() if how == EXTRA_FIXED}
     rows, values = [], []
     for params, value in zip(task.params, task.values):
-        row = space.encode(params)
+        row = space.encode({**held, **{n: v for n, v in params.items() if n in kept}})
         if row is not None:
             rows.append(row)
             values.append(value)
     if not rows:
         return SkippedPrior(task.name, "none of its trials lies inside the target search space")
     x, y = _merge_duplicates(np.array(rows), np.array(values))
-    n_available = len(y)
     keep = subsample_indices(y, max_trials, rng)
-    return EncodedPrior(task.name, x[keep], y[keep], n_available, task.n_total)
+    unknown = [name for name, how in match.lacked.items() if how == LACKED_UNKNOWN]
+    columns = np.concatenate([space.columns_of(n) for n in unknown] or [np.zeros(0, np.int64)])
+    return EncodedPrior(task.name, x[keep], y[keep], len(y), task.n_total, columns, match)
 
 
 def _merge_duplicates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    unique_x, inverse = np.unique(np.round(x, 9), axis=0, return_inverse=True)
+    """Averages the values of equal rows (NaN equal to NaN): ``(u, d)`` and ``(u,)``."""
+    absent = -7.0  # outside every encoded range, so it stands for NaN while rows are compared
+    key = np.where(np.isnan(x), absent, np.round(x, 9))
+    unique_key, inverse = np.unique(key, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    sums = np.bincount(inverse, weights=y, minlength=len(unique_x))
-    counts = np.bincount(inverse, minlength=len(unique_x))
-    return unique_x, sums / counts
+    sums = np.bincount(inverse, weights=y, minlength=len(unique_key))
+    counts = np.bincount(inverse, minlength=len(unique_key))
+    return np.where(unique_key == absent, np.nan, unique_key), sums / counts
 
 
 def subsample_indices(y: np.ndarray, max_points: int, rng: np.random.RandomState) -> np.ndarray:

@@ -71,6 +71,8 @@ class Proposal:
         acquisition: Acquisition value at ``x``.
         source: ``"prior_design"`` or ``"model"``.
         similarity: Learned correlation of each prior task with the target, by name.
+        held_values: For each prior, the learned normalized value of each column it never
+            tuned, by prior name and column.
         model: The GP the choice was made with (conditioned on pending points too).
         target_index: The target's task index in ``model``.
         best: The target incumbent in the model's standardized units.
@@ -84,7 +86,8 @@ class Proposal:
     acquisition: float
     source: str
     similarity: dict[str, float] = field(default_factory=dict)
-    model: ICMGaussianProcess | None = None
+    held_values: dict[str, dict[int, float]] = field(default_factory=dict)
+    model: ConditionalView | None = None
     target_index: int = 0
     best: float = 0.0
     offset: float = 0.0
@@ -94,13 +97,47 @@ class Proposal:
 def _training_data(
     priors: list[EncodedPrior], target_x: np.ndarray, target_y: np.ndarray, transform: str
 ) -> TrainingData:
+    """Stacks priors (tasks ``0..P-1``) and the target (task ``P``); absent entries get slots.
+
+    A NaN is an inactive coordinate (slot = its column), except in a prior's unknown columns,
+    where each (prior, column) pair gets an unknown-value slot of its own.
+    """
     xs = [p.x for p in priors] + [target_x]
     ys = [transform_task_values(p.y, transform) for p in priors]
     ys.append(transform_task_values(target_y, transform))
-    tasks = [np.full(len(x), i) for i, x in enumerate(xs)]
+    task = np.concatenate([np.full(len(x), i) for i, x in enumerate(xs)])
+    x = np.concatenate(xs)  # (n, d)
+    dim = x.shape[1]
+    slot = np.where(np.isnan(x), np.arange(dim)[None, :], -1)  # (n, d): inactive by default
+    pairs = [(i, int(c)) for i, p in enumerate(priors) for c in p.unknown_columns]
+    for k, (i, column) in enumerate(pairs):
+        slot[task == i, column] = dim + k
     return TrainingData(
-        x=np.concatenate(xs), task=np.concatenate(tasks), y=np.concatenate(ys), n_tasks=len(xs)
+        x=x, task=task, y=np.concatenate(ys), n_tasks=len(xs), slot=slot, n_unknown=len(pairs)
     )
+
+
+class ConditionalView:
+    """The model seen through the search space's conditions (an input transform).
+
+    The optimizer proposes complete rows; the coordinates that the rows' parent choices
+    switch off become NaN, which the model reads as inactive.
+
+    Args:
+        model: The fitted GP.
+        space: The target search space, with its conditions.
+    """
+
+    def __init__(self, model: ICMGaussianProcess, space: SearchSpace) -> None:
+        self.model, self.space = model, space
+        self.x = model.x
+
+    def posterior(self, x: torch.Tensor, task_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and variance ``(m,)`` at complete rows ``x`` ``(m, d)``."""
+        if self.space.conditions:
+            inactive = self.space.inactive_mask(x.detach().cpu().numpy())  # (m, d)
+            x = torch.where(torch.as_tensor(inactive, device=x.device), torch.nan, x)
+        return self.model.posterior(x, task_index)
 
 
 def _fit_subset(data: TrainingData, max_points: int) -> np.ndarray:
@@ -126,9 +163,18 @@ def _fit_subset(data: TrainingData, max_points: int) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def _prior_candidates(priors: list[EncodedPrior], per_task: int, space: SearchSpace) -> np.ndarray:
-    """The ``per_task`` best configurations of each prior, clipped and snapped: ``(k, d)``."""
-    rows = [p.x[np.argsort(p.y, kind="stable")[:per_task]] for p in priors]
+def _prior_candidates(
+    model: ICMGaussianProcess, data: TrainingData, per_task: int, space: SearchSpace
+) -> np.ndarray:
+    """The ``per_task`` best configurations of each prior task, clipped and snapped: ``(k, d)``.
+
+    A coordinate the prior never tuned takes its learned value (the model's filled inputs).
+    """
+    filled = model.x.detach().cpu().numpy()[: len(data.y)]  # (n, d)
+    rows = []
+    for t in range(data.n_tasks - 1):
+        index = np.flatnonzero(data.task == t)
+        rows.append(filled[index[np.argsort(data.y[index], kind="stable")[:per_task]]])
     if not rows:
         return np.zeros((0, space.dim))
     return np.unique(space.snap(np.clip(np.concatenate(rows), 0.0, 1.0)), axis=0)
@@ -142,7 +188,7 @@ _MIN_TRIALS_FOR_MODEL_CHOICE = 10
 _TARGET_ONLY_MARGIN = 1.0
 
 
-def _prior_means(model: ICMGaussianProcess, x: np.ndarray, tasks: list[int]) -> np.ndarray:
+def _prior_means(model: ConditionalView, x: np.ndarray, tasks: list[int]) -> np.ndarray:
     """Posterior means of ``tasks`` at ``x`` ``(m, d)``: ``(m, len(tasks))``."""
     if len(x) == 0:
         return np.zeros((0, len(tasks)))
@@ -174,7 +220,7 @@ def task_weights(prior_means: np.ndarray, target_y: np.ndarray) -> np.ndarray:
 
 
 def _portfolio(
-    model: ICMGaussianProcess, data: TrainingData, pending_x: np.ndarray
+    model: ConditionalView, data: TrainingData, pending_x: np.ndarray
 ) -> PortfolioCoverage:
     """The greedy-portfolio design criterion given the target's completed and running trials."""
     target = data.n_tasks - 1
@@ -190,6 +236,27 @@ def _portfolio(
         return torch.as_tensor(a, dtype=model.x.dtype, device=model.x.device)
 
     return PortfolioCoverage(model, tasks, tensor(weights), tensor(best), tensor(covered))
+
+
+def _canonical(space: SearchSpace, rows: np.ndarray) -> np.ndarray:
+    """Rows ``(n, d)`` with every absent or inactive coordinate at 0.5, so that two rows that
+    differ only where the objective does not look compare equal."""
+    rows = np.nan_to_num(np.asarray(rows, dtype=float), nan=0.5)
+    return np.where(space.inactive_mask(rows), 0.5, rows)
+
+
+def _held_values(
+    model: ICMGaussianProcess, priors: list[EncodedPrior]
+) -> dict[str, dict[int, float]]:
+    """The learned value of each column a prior never tuned, by prior name and column."""
+    filled = model.x.detach().cpu().numpy()
+    held: dict[str, dict[int, float]] = {}
+    start = 0
+    for prior in priors:
+        if len(prior.unknown_columns):
+            held[prior.name] = {int(c): float(filled[start, c]) for c in prior.unknown_columns}
+        start += len(prior.y)
+    return held
 
 
 @contextmanager
@@ -254,7 +321,7 @@ class ProposalEngine:
         self, data: TrainingData, previous: Mapping[str, Any] | None, n_target: int
     ) -> tuple[ICMGaussianProcess, dict[str, Any]]:
         s = self.settings
-        state = compatible_state(previous, data.x.shape[1], data.n_tasks, s.rank)
+        state = compatible_state(previous, data.x.shape[1], data.n_tasks, s.rank, data.n_unknown)
         subset = _fit_subset(data, s.max_fit_points)
         # One target point says nothing about how the target relates to the priors (it is
         # standardized to 0), so the fit made on the priors alone is kept until a second one.
@@ -287,6 +354,10 @@ class ProposalEngine:
             model, data = self.fit(priors, target_x, target_y)
             correlations = model.task_correlations()
             similarity = {p.name: float(correlations[i]) for i, p in enumerate(priors)}
+            held = _held_values(model, priors)
+            candidates = _prior_candidates(
+                model, data, self.settings.n_candidates_per_prior, space
+            )
             alone = self._target_only_model(priors, model, data, target_x, target_y)
             if alone is not None:
                 model, data = alone
@@ -294,11 +365,16 @@ class ProposalEngine:
             if len(pending_x):
                 pending = torch.as_tensor(pending_x, device=self.settings.device)
                 model = model.condition_on(pending, target)
-            x, acquisition, source = self._choose(space, model, data, priors, pending_x, rng, rank)
-            source = "target_model" if alone is not None else source
-            return self._describe(
-                model, data, priors, target_y, similarity, x, acquisition, source
+            view = ConditionalView(model, space)
+            x, acquisition, source = self._choose(
+                space, view, data, priors, candidates, pending_x, rng, rank
             )
+            source = "target_model" if alone is not None else source
+            proposal = self._describe(
+                view, data, priors, target_y, similarity, x, acquisition, source
+            )
+            proposal.held_values = held
+            return proposal
 
     def _target_only_model(
         self,
@@ -329,9 +405,10 @@ class ProposalEngine:
     def _choose(
         self,
         space: SearchSpace,
-        model: ICMGaussianProcess,
+        model: ConditionalView,
         data: TrainingData,
         priors: list[EncodedPrior],
+        candidates: np.ndarray,
         pending_x: np.ndarray,
         rng: np.random.RandomState,
         rank: int,
@@ -339,9 +416,8 @@ class ProposalEngine:
         s = self.settings
         target = data.n_tasks - 1
         target_x = data.x[data.task == target]
-        taken = np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
-        candidates = _prior_candidates(priors, s.n_candidates_per_prior, space)
-        candidates = candidates[rows_not_in(candidates, taken)]
+        taken = _canonical(space, np.concatenate([target_x, pending_x.reshape(-1, space.dim)]))
+        candidates = candidates[rows_not_in(_canonical(space, candidates), taken)]
         n_target = len(target_x)
         target_y = data.y[data.task == target]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
@@ -350,7 +426,8 @@ class ProposalEngine:
             return x, value, "prior_design"
         best = float(target_y.min()) if n_target else 0.0
         acqf = LogExpectedImprovement(model, target, best)
-        starts = np.concatenate([candidates, target_x[np.argsort(target_y)[:3]]])
+        best_target = _canonical(space, target_x[np.argsort(target_y)[:3]])
+        starts = np.concatenate([candidates, best_target])
         # A configuration already evaluated or running is not proposed again (re-evaluating
         # the incumbent is where log EI can end up late in a run, and it teaches nothing).
         x, value = optimize_acquisition(
@@ -362,12 +439,13 @@ class ProposalEngine:
             n_local=s.n_local_search,
             rank=rank,
             exclude=taken,
+            canonical=lambda rows: _canonical(space, rows),
         )
         return x, value, "model"
 
     def _describe(
         self,
-        model: ICMGaussianProcess,
+        model: ConditionalView,
         data: TrainingData,
         priors: list[EncodedPrior],
         target_y: np.ndarray,

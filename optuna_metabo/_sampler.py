@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence
 import datetime
 import json
@@ -15,7 +16,6 @@ import numpy as np
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
-from optuna.search_space import IntersectionSearchSpace
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
@@ -24,12 +24,16 @@ from optuna.trial import TrialState
 from optuna_metabo._dashboard import DashboardPublisher
 from optuna_metabo._priors import encode_task
 from optuna_metabo._priors import EncodedPrior
+from optuna_metabo._priors import fixed_parameter_space
+from optuna_metabo._priors import LACKED_UNKNOWN
 from optuna_metabo._priors import PriorLoader
 from optuna_metabo._priors import PriorSpec
 from optuna_metabo._priors import PriorTask
 from optuna_metabo._priors import SkippedPrior
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._standardize import TRANSFORMS
+from optuna_metabo._target_space import learn_conditions
+from optuna_metabo._target_space import union_search_space
 
 
 if TYPE_CHECKING:
@@ -73,9 +77,19 @@ class MetaBOSampler(BaseSampler):
             journal file path (``*.log``) or an Optuna storage object.
         seed:
             Seed for every random choice; the same seed gives the same suggestions.
+        prior_defaults:
+            Values at which the prior studies held parameters that they did not tune and the
+            target tunes (``{"epochs": 5}``). A prior lacking a parameter without a default is
+            still used: the model learns the value it held it at (see ``prior_summary()``).
+        fixed_params:
+            Values at which the target holds parameters that prior studies tuned
+            (``{"momentum": 0.9}``). Those parameters become model inputs, so prior trials
+            near the value count more. Without it, such parameters are dropped: a prior's
+            trials count alike whatever their value.
         independent_sampler:
-            Samples parameters outside the relative search space (conditional or dynamic ones)
-            and the startup trials when there are no priors. Defaults to ``RandomSampler(seed)``.
+            Samples parameters the target has not used in a completed trial yet (new or
+            dynamic ones) and the startup trials when there are no priors. Defaults to
+            ``RandomSampler(seed)``.
         n_startup_trials:
             Random trials before the GP is used, only when no prior is usable.
         n_prior_design_trials:
@@ -104,6 +118,8 @@ class MetaBOSampler(BaseSampler):
         *,
         prior_storage: str | BaseStorage | None = None,
         seed: int | None = None,
+        prior_defaults: Mapping[str, Any] | None = None,
+        fixed_params: Mapping[str, Any] | None = None,
         independent_sampler: BaseSampler | None = None,
         n_startup_trials: int = 5,
         n_prior_design_trials: int = 5,
@@ -116,6 +132,8 @@ class MetaBOSampler(BaseSampler):
         dashboard_every_n_trials: int | None = 5,
     ) -> None:
         _validate_arguments(rank, output_transform, max_prior_trials, max_fit_points, device)
+        self._prior_defaults = _parameter_values("prior_defaults", prior_defaults)
+        self._fixed_params = _parameter_values("fixed_params", fixed_params)
         self._loader = PriorLoader(prior_studies, prior_storage)  # type: ignore[arg-type]
         self._seed = seed
         self._rng = np.random.RandomState(seed)
@@ -135,7 +153,6 @@ class MetaBOSampler(BaseSampler):
         self._cold_start: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._warn_independent_sampling = warn_independent_sampling
-        self._intersection = IntersectionSearchSpace()
         self._summary: dict[str, Any] = {"used": [], "skipped": [], "task_similarity": {}}
         self._summary_logged = False
         self._dashboard = DashboardPublisher(dashboard_every_n_trials)
@@ -158,11 +175,10 @@ class MetaBOSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         _check_single_objective(study)
-        return {
-            name: dist
-            for name, dist in self._intersection.calculate(study).items()
-            if not dist.single()
-        }
+        completed = study._get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True
+        )
+        return union_search_space([t.distributions for t in completed])
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -226,8 +242,8 @@ class MetaBOSampler(BaseSampler):
     def _suggest(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        space = SearchSpace(search_space)
         completed, running = _target_trials(study, trial)
+        space = self._search_space(study, search_space, completed)
         priors = self._encoded_priors(study, space)
         if not priors and len(completed) < self._n_startup_trials:
             params = space.decode(space.sobol_point(trial.number, self._sobol_seed))
@@ -274,6 +290,18 @@ class MetaBOSampler(BaseSampler):
                 break
         self._dashboard.publish(study, trial, space, proposal, self._summary)
         return params
+
+    def _search_space(
+        self,
+        study: Study,
+        search_space: dict[str, BaseDistribution],
+        completed: list[FrozenTrial],
+    ) -> SearchSpace:
+        """The target space with the branch conditions its trials show and the fixed params."""
+        conditions = learn_conditions([t.params for t in completed], search_space)
+        tasks, _ = self._load_priors(study)
+        fixed = fixed_parameter_space(tasks, self._fixed_params, list(search_space))
+        return SearchSpace(search_space, conditions, fixed)
 
     def _cold_start_params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         """The prior-design point of a trial that starts before any target trial finished.
@@ -329,7 +357,9 @@ class MetaBOSampler(BaseSampler):
         skipped = list(skipped)
         for task in tasks:
             # Subsampling uses its own seeded stream so it is identical on every trial.
-            result = encode_task(task, space, per_study, np.random.RandomState(0))
+            result = encode_task(
+                task, space, per_study, np.random.RandomState(0), self._prior_defaults
+            )
             if isinstance(result, SkippedPrior):
                 _logger.warning("Skipping prior study %r: %s.", result.name, result.reason)
                 skipped.append(result)
@@ -359,6 +389,7 @@ class MetaBOSampler(BaseSampler):
             space, priors, target_x, target_y, pending_x, self._rng, rank
         )
         self._summary["task_similarity"] = proposal.similarity
+        self._record_held_values(space, proposal.held_values)
         self._log_summary_once()
         return proposal
 
@@ -395,10 +426,22 @@ class MetaBOSampler(BaseSampler):
                 "n_trials_used": int(len(p.y)),
                 "n_trials_usable": int(p.n_available),
                 "n_trials_total": int(p.n_total),
+                **parameter_handling(p, self._prior_defaults),
             }
             for p in encoded
         ]
         self._summary["skipped"] = [{"study_name": s.name, "reason": s.reason} for s in skipped]
+
+    def _record_held_values(self, space: SearchSpace, held: dict[str, dict[int, float]]) -> None:
+        """Writes each prior's learned held values, in target units, into the summary."""
+        for entry in self._summary["used"]:
+            columns = held.get(entry["study_name"], {})
+            for name, how in entry["lacked"].items():
+                if how["handling"] == LACKED_UNKNOWN and columns:
+                    row = np.full(space.dim, 0.5)
+                    for column in space.columns_of(name):
+                        row[column] = columns.get(int(column), 0.5)
+                    how["learned_value"] = _json_safe(space.decode(row)[name])
 
     def _log_summary_once(self) -> None:
         if self._summary_logged:
@@ -412,6 +455,34 @@ class MetaBOSampler(BaseSampler):
             used or "none",
             len(self._summary["skipped"]),
         )
+
+
+def parameter_handling(prior: EncodedPrior, prior_defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """How a prior's parameters were matched, as plain data for ``prior_summary()``.
+
+    Args:
+        prior: The encoded prior.
+        prior_defaults: The sampler's ``prior_defaults``.
+    """
+    lacked: dict[str, dict[str, Any]] = {}
+    for name, how in prior.match.lacked.items():
+        lacked[name] = {"handling": how, "learned_value": None}
+        if how != LACKED_UNKNOWN:
+            lacked[name] = {"handling": how, "value": _json_safe(prior_defaults[name])}
+        if name in prior.match.notes:
+            lacked[name]["note"] = prior.match.notes[name]
+    return {"lacked": lacked, "extra": dict(prior.match.extra)}
+
+
+def _parameter_values(argument: str, values: Mapping[str, Any] | None) -> dict[str, Any]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+        raise TypeError(f"{argument} must map parameter names to values, not {values!r}.")
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{argument}[{name!r}] must be finite, not {value!r}.")
+    return dict(values)
 
 
 def _validate_arguments(
@@ -488,12 +559,15 @@ def _encode_trials(
 ) -> tuple[np.ndarray, np.ndarray]:
     rows, ys = [], []
     for trial in trials:
-        row = space.encode(_params_of(trial))
+        row = space.encode({**space.fixed_values, **_params_of(trial)})
         if row is None:
             continue
         rows.append(np.clip(row, 0.0, 1.0))
         ys.append(sign * trial.values[0] if values else math.nan)
-    return np.array(rows).reshape(len(rows), space.dim), np.array(ys)
+    x = np.array(rows).reshape(len(rows), space.dim)
+    # A published branch value that the trial's parent choice switches off is not used.
+    x[space.inactive_mask(np.nan_to_num(x, nan=0.5))] = np.nan
+    return x, np.array(ys)
 
 
 def _contains(distribution: BaseDistribution, value: Any) -> bool:

@@ -5,12 +5,22 @@ space, and integer or stepped parameters are widened by half a step on each side
 grid value owns an equally wide slice of [0, 1]; decoding rounds back onto the grid. A
 categorical parameter becomes one one-hot column per choice. Values are matched by value, so a
 prior study whose choices are ordered differently still lines up.
+
+Rows may hold NaN: the columns of a parameter that a configuration does not have (a branch
+parameter under another parent choice, or a parameter a prior study never tuned). What a NaN
+stands for is decided by the model (see ``_model.py``); the optimizer only ever sees complete
+rows, and ``inactive_mask`` says which of their columns the tree of conditions switches off.
+
+A search space may also hold *fixed* parameters: parameters the target does not tune but holds
+at a known value (``fixed_params``), kept as columns so that prior trials near that value count
+more. Their columns are pinned to the value and never decoded into a suggestion.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field
 import math
 from typing import Any
 
@@ -130,6 +140,22 @@ class _CategoricalColumns:
         return None
 
 
+@dataclass(frozen=True)
+class Condition:
+    """A branch parameter is active only while its parent takes one of ``values``.
+
+    Attributes:
+        parent: Name of the parent (categorical) parameter.
+        values: The parent's choices under which the child is suggested.
+    """
+
+    parent: str
+    values: tuple[Any, ...] = field(default_factory=tuple)
+
+    def holds(self, parent_value: Any) -> bool:
+        return any(_same_choice(v, parent_value) for v in self.values)
+
+
 def _same_choice(a: Any, b: Any) -> bool:
     """Equal values of the same type, or equal numbers (1 == 1.0) across int and float."""
     numbers = (int, float)
@@ -143,23 +169,66 @@ class SearchSpace:
         distributions:
             The target search space. Parameters whose distribution has a single value are
             kept (they occupy a constant column) so that the space round-trips exactly.
+        conditions:
+            Branch parameters by name, with the parent choices that switch them on.
+        fixed:
+            Parameters held at a value: ``name -> (distribution, value)``. They get columns,
+            pinned at the value, and are not part of decoded suggestions.
     """
 
-    def __init__(self, distributions: Mapping[str, BaseDistribution]) -> None:
+    def __init__(
+        self,
+        distributions: Mapping[str, BaseDistribution],
+        conditions: Mapping[str, Condition] | None = None,
+        fixed: Mapping[str, tuple[BaseDistribution, Any]] | None = None,
+    ) -> None:
+        fixed = dict(fixed or {})
         self.distributions = dict(sorted(distributions.items()))
+        self.fixed_values = {name: value for name, (_, value) in sorted(fixed.items())}
+        self.conditions = {
+            child: condition
+            for child, condition in (conditions or {}).items()
+            if child in distributions
+            and isinstance(distributions.get(condition.parent), CategoricalDistribution)
+        }
+        all_distributions = {**self.distributions, **{n: d for n, (d, _) in fixed.items()}}
         self._numerical: list[_NumericalColumn] = []
         self._categorical: list[_CategoricalColumns] = []
+        self._columns_of: dict[str, np.ndarray] = {}
         column = 0
-        for name, dist in self.distributions.items():
+        for name, dist in sorted(all_distributions.items()):
             if isinstance(dist, CategoricalDistribution):
                 self._categorical.append(_CategoricalColumns(name, dist, column))
-                column += len(dist.choices)
+                width = len(dist.choices)
             elif isinstance(dist, (FloatDistribution, IntDistribution)):
                 self._numerical.append(_NumericalColumn(name, dist, column))
-                column += 1
+                width = 1
             else:
                 raise TypeError(f"Unsupported distribution for {name!r}: {dist!r}.")
+            self._columns_of[name] = np.arange(column, column + width)
+            column += width
         self.dim = column
+        self._pinned = self._pinned_row(fixed)
+
+    def _pinned_row(self, fixed: Mapping[str, tuple[BaseDistribution, Any]]) -> np.ndarray:
+        """The fixed parameters' encoded values, NaN in every tuned column: ``(dim,)``."""
+        row = np.full(self.dim, np.nan)
+        if fixed:
+            encoded = self.encode({name: value for name, (_, value) in fixed.items()})
+            if encoded is None:
+                raise ValueError(f"A fixed value lies outside its parameter's range: {fixed}.")
+            for name in fixed:
+                row[self._columns_of[name]] = encoded[self._columns_of[name]]
+        return row
+
+    def columns_of(self, name: str) -> np.ndarray:
+        """The columns of parameter ``name``."""
+        return self._columns_of[name]
+
+    @property
+    def fixed_columns(self) -> np.ndarray:
+        """Columns pinned to a fixed parameter's value."""
+        return np.flatnonzero(np.isfinite(self._pinned))
 
     @property
     def is_empty(self) -> bool:
@@ -168,7 +237,14 @@ class SearchSpace:
     @property
     def continuous_columns(self) -> np.ndarray:
         """Indices of columns that gradient-based optimization may move freely."""
-        return np.array([c.column for c in self._numerical if c.grid() is None], dtype=np.int64)
+        return np.array(
+            [
+                c.column
+                for c in self._numerical
+                if c.grid() is None and c.name not in self.fixed_values
+            ],
+            dtype=np.int64,
+        )
 
     def discrete_choices(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each discrete parameter: its columns and the candidate rows of those columns.
@@ -181,9 +257,11 @@ class SearchSpace:
         result = []
         for num in self._numerical:
             grid = num.grid()
-            if grid is not None:
+            if grid is not None and num.name not in self.fixed_values:
                 result.append((np.array([num.column]), grid[:, None]))
         for cat in self._categorical:
+            if cat.name in self.fixed_values:
+                continue
             n = len(cat.distribution.choices)
             result.append((np.arange(cat.first_column, cat.first_column + n), np.eye(n)))
         return result
@@ -192,16 +270,20 @@ class SearchSpace:
         """Encodes one parameter dictionary of this space.
 
         Args:
-            params: Values by name, in the external representation Optuna reports.
+            params: Values by name, in the external representation Optuna reports. A fixed
+                parameter that is absent takes its fixed value.
 
         Returns:
-            A row of shape ``(dim,)``, or None if a parameter is missing, a categorical value is
-            not among the choices, or a numerical value lies more than ``OUT_OF_RANGE_MARGIN``
-            outside the range.
+            A row of shape ``(dim,)`` with NaN in the columns of absent parameters, or None if a
+            categorical value is not among the choices, or a numerical value is not a number or
+            lies more than ``OUT_OF_RANGE_MARGIN`` outside the range.
         """
-        row = np.zeros(self.dim)
+        params = {**self.fixed_values, **params}
+        row = np.full(self.dim, np.nan)
         for num in self._numerical:
-            value = params.get(num.name)
+            if num.name not in params:
+                continue
+            value = params[num.name]
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 return None
             x = num.encode(float(value))
@@ -210,12 +292,43 @@ class SearchSpace:
             row[num.column] = x
         for cat in self._categorical:
             if cat.name not in params:
-                return None
+                continue
             index = cat.index_of(params[cat.name])
             if index is None:
                 return None
+            row[cat.columns] = 0.0
             row[cat.first_column + index] = 1.0
         return row
+
+    def inactive_mask(self, rows: np.ndarray) -> np.ndarray:
+        """Which columns of complete rows ``(n, dim)`` the conditions switch off: ``(n, dim)``.
+
+        A branch parameter is inactive where its parent is inactive or takes another choice.
+        """
+        mask = np.zeros(rows.shape, dtype=bool)
+        active: dict[str, np.ndarray] = {}
+        for name in self.conditions:
+            mask[:, self._columns_of[name]] = ~self._active(name, rows, active, 0)[:, None]
+        return mask
+
+    def _active(
+        self, name: str, rows: np.ndarray, memo: dict[str, np.ndarray], depth: int
+    ) -> np.ndarray:
+        """Whether ``name`` is active in each row ``(n,)``; ``depth`` stops a cycle."""
+        condition = self.conditions.get(name)
+        if condition is None or depth > len(self.conditions):
+            return np.ones(len(rows), dtype=bool)
+        if name not in memo:
+            parent = self._categorical_named(condition.parent)
+            scores = np.nan_to_num(np.asarray(rows[:, parent.columns], dtype=float), nan=-np.inf)
+            allowed = np.array([condition.holds(c) for c in parent.distribution.choices])
+            memo[name] = allowed[scores.argmax(axis=1)] & self._active(
+                condition.parent, rows, memo, depth + 1
+            )
+        return memo[name]
+
+    def _categorical_named(self, name: str) -> _CategoricalColumns:
+        return next(cat for cat in self._categorical if cat.name == name)
 
     def decode(self, row: np.ndarray) -> dict[str, Any]:
         """Turns a row of shape ``(dim,)`` into parameters that lie inside every distribution."""
@@ -237,6 +350,8 @@ class SearchSpace:
         for cat in self._categorical:
             block = out[:, cat.columns]
             out[:, cat.columns] = np.eye(block.shape[1])[block.argmax(axis=1)]
+        pinned = self.fixed_columns
+        out[:, pinned] = self._pinned[pinned]
         return out
 
     def sobol_point(self, index: int, seed: int) -> np.ndarray:

@@ -71,20 +71,41 @@ def test_marginal_likelihood_matches_gpytorch() -> None:
     assert float(ours) == pytest.approx(float(expected), rel=1e-6)
 
 
-@pytest.mark.parametrize(("dim", "n_tasks", "rank"), [(2, 2, 1), (4, 3, 2)])
-def test_gradient_equals_autograd_through_cholesky(dim: int, n_tasks: int, rank: int) -> None:
+def _absent_entries(
+    x: torch.Tensor, task: torch.Tensor, dim: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Marks column 0 of task 0 unknown (slot ``dim``) and column 1 of every third row
+    inactive (slot 1): ``x`` with NaN there, the slot indices, and the number of unknown slots."""
+    slot = torch.full(x.shape, -1, dtype=torch.long)
+    slot[task == 0, 0] = dim
+    slot[::3, 1] = 1
+    return torch.where(slot >= 0, torch.nan, x), slot, 1
+
+
+@pytest.mark.parametrize(
+    ("dim", "n_tasks", "rank", "absent"),
+    [(2, 2, 1, False), (4, 3, 2, False), (2, 2, 1, True), (4, 3, 2, True)],
+)
+def test_gradient_equals_autograd_through_cholesky(
+    dim: int, n_tasks: int, rank: int, absent: bool
+) -> None:
     rng = np.random.RandomState(1)
     x = torch.as_tensor(rng.rand(12 * n_tasks, dim))
     task = torch.as_tensor(np.repeat(np.arange(n_tasks), 12))
     y = torch.as_tensor(rng.randn(12 * n_tasks))
-    module = ICMKernelModule(dim, n_tasks, rank).double()
+    slot, n_unknown = None, 0
+    if absent:
+        x, slot, n_unknown = _absent_entries(x, task, dim)
+    module = ICMKernelModule(dim, n_tasks, rank, n_unknown).double()
     with torch.no_grad():
         # Away from the defaults, so every parameter has a distinct, non-trivial gradient.
         for parameter in module.parameters():
             parameter.add_(torch.as_tensor(rng.uniform(-0.5, 0.5, parameter.shape)))
 
     def reference() -> torch.Tensor:
-        covariance = module.input_covariance(x, x) * module.task_covariance()[task][:, task]
+        filled = module.fill(x, slot)
+        covariance = module.input_covariance(filled, filled)
+        covariance = covariance * module.task_covariance()[task][:, task]
         covariance = covariance + torch.diag(module.noise[task])
         chol = torch.linalg.cholesky(covariance)
         alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
@@ -94,13 +115,20 @@ def test_gradient_equals_autograd_through_cholesky(dim: int, n_tasks: int, rank:
 
     expected_value = reference()
     expected_value.backward()
-    expected = [p.grad.clone() for p in module.parameters()]
+    expected = [p.grad if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
+    expected = [g.clone() for g in expected]
     module.zero_grad()
-    value = negative_log_posterior(module, x, task, y)
+    value = negative_log_posterior(module, x, task, y, slot)
     value.backward()
     torch.testing.assert_close(value, expected_value)
     for p, g in zip(module.parameters(), expected):
-        torch.testing.assert_close(p.grad, g)
+        torch.testing.assert_close(p.grad if p.grad is not None else torch.zeros_like(p), g)
+    if absent:  # the slots really are learned: their gradient is not zero
+        assert module.slots.raw.grad is not None
+        assert (
+            float(module.slots.raw.grad[1].abs()) > 0
+            and float(module.slots.raw.grad[dim].abs()) > 0
+        )
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])

@@ -166,12 +166,21 @@ def test_encode_task_handles_bounds_choices_and_missing_params(history: str) -> 
     assert isinstance(encoded, EncodedPrior)
     # x in {0, .2, .4, .6} fit in [0, 0.5] with the 0.25 margin (0.6 -> 1.2); 0.8 and 1.0 do not.
     assert len(encoded.y) == 4
-    other = SearchSpace({"x": X, "extra": CategoricalDistribution(["a", "b"])})
-    skipped = encode_task(task, other, 100, np.random.RandomState(0))
-    assert isinstance(skipped, SkippedPrior) and "extra" in skipped.reason
-    kind = SearchSpace({"x": CategoricalDistribution([0.0, 1.0])})
+    grown = SearchSpace({"x": X, "extra": CategoricalDistribution(["a", "b"])})
+    used = encode_task(task, grown, 100, np.random.RandomState(0))
+    assert isinstance(used, EncodedPrior) and used.match.lacked == {"extra": "unknown"}
+    assert np.isnan(used.x[:, grown.columns_of("extra")]).all()
+    assert list(used.unknown_columns) == list(grown.columns_of("extra"))
+    too_little = SearchSpace(
+        {"x": X, "extra": CategoricalDistribution(["a", "b"]), "more": FloatDistribution(0, 1)}
+    )
+    skipped = encode_task(task, too_little, 100, np.random.RandomState(0))
+    assert (
+        isinstance(skipped, SkippedPrior) and "shares only 1 of the target's 3" in skipped.reason
+    )
+    kind = SearchSpace({"x": CategoricalDistribution(["low", "high"])})
     mismatch = encode_task(task, kind, 100, np.random.RandomState(0))
-    assert isinstance(mismatch, SkippedPrior) and "categorical" in mismatch.reason
+    assert isinstance(mismatch, SkippedPrior) and "shares only 0" in mismatch.reason
 
 
 @given(
