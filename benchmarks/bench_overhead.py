@@ -46,7 +46,7 @@ def _timed(sampler: optuna.samplers.BaseSampler) -> tuple[optuna.samplers.BaseSa
         finally:
             seconds.append(time.perf_counter() - start)
 
-    sampler.sample_relative = sample_relative  # type: ignore[method-assign]
+    sampler.sample_relative = sample_relative  # type: ignore[assignment]
     return sampler, seconds
 
 

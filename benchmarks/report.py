@@ -25,6 +25,7 @@ from benchmarks import CACHE_DIR
 from benchmarks import DEFAULT_STORAGE
 from benchmarks import RESULTS_DIR
 from benchmarks.problems import get_problem
+from benchmarks.problems import Problem
 from benchmarks.regret import best_so_far
 from benchmarks.regret import BOUND_SAMPLES
 from benchmarks.regret import Bounds
@@ -346,19 +347,22 @@ DEFINITIONS = """\
 
 REUSE_FLOOR = (
     "the regret of the best prior configuration re-evaluated on the target (regret bounds as "
-    "above). A sampler that only re-uses prior configurations cannot get below it."
+    "above; parameters the priors held take their held values, parameters the target holds "
+    "take the target's). A sampler that only re-uses prior configurations cannot get below it."
 )
 
 
-def _prior_configurations(store: BaseStorage, names: list[str]) -> tuple[list[Any], list[Any]]:
-    """Each prior study's best configuration, and every completed configuration."""
+def _prior_configurations(
+    problem: Problem, store: BaseStorage, names: list[str]
+) -> tuple[list[Any], list[Any]]:
+    """Each prior study's best configuration and every completed one, mapped to the target."""
     incumbents, everything = [], []
     for name in names:
         study = optuna.load_study(study_name=name, storage=store)
         done = [t for t in study.trials if t.state == TrialState.COMPLETE]
         if done:
-            incumbents.append(study.best_trial.params)
-            everything += [t.params for t in done]
+            incumbents.append(problem.prior_to_target(study.best_trial.params))
+            everything += [problem.prior_to_target(t.params) for t in done]
     return incumbents, everything
 
 
@@ -384,7 +388,7 @@ def reuse_floors(runs: list[Run], storage: str) -> dict[str, list[float]]:
         if run is None or run.bounds is None:
             continue
         problem = get_problem(run.problem)
-        configurations = _prior_configurations(store, run.prior_studies)
+        configurations = _prior_configurations(problem, store, run.prior_studies)
         for kind, params in zip(("incumbents", "all"), configurations):
             if params:
                 try:
@@ -496,7 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE))
     parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--name", default="report")
-    parser.add_argument("--problems", default=None, help="comma list, 'synthetic' or 'all'")
+    parser.add_argument(
+        "--problems", default=None, help="comma list, 'synthetic', 'hetero' or 'all'"
+    )
     parser.add_argument("--samplers", default=None, help="comma list (default: all stored)")
     parser.add_argument("--cache-dir", default=str(CACHE_DIR))
     parser.add_argument("--bound-samples", type=int, default=BOUND_SAMPLES)

@@ -197,7 +197,7 @@ def ensure_prior(
         else optuna.samplers.TPESampler(seed=pseed)
     )
     study = optuna.create_study(direction=problem.direction, sampler=sampler, pruner=NO_PRUNING)
-    study.optimize(problem.objective(task), n_trials=protocol.prior_trials)
+    study.optimize(problem.prior_objective(task), n_trials=protocol.prior_trials)
     attrs: dict[str, object] = {"bench:role": "prior", "bench:problem": problem_name}
     attrs["bench:task"] = task
     attrs |= {"bench:seed": seed, "bench:prior_sampler": protocol.prior_sampler}
@@ -227,7 +227,9 @@ def run_one(key: RunKey, protocol: Protocol, storage: str | BaseStorage) -> str:
     if spec.uses_priors:
         for task in tasks:
             ensure_prior(key.problem, task, key.seed, protocol, storage)
-    priors = PriorContext(names, storage, problem.direction)
+    priors = PriorContext(
+        names, storage, problem.direction, problem.prior_defaults(), problem.fixed_params()
+    )
     start = time.perf_counter()
     sampler = TimedSampler(spec.factory(key.seed, priors))
     study = optuna.create_study(direction=problem.direction, sampler=sampler, pruner=NO_PRUNING)
@@ -375,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments (defaults to ``sys.argv``).
     """
     parser = argparse.ArgumentParser(prog="python -m benchmarks.runner", description=__doc__)
-    parser.add_argument("--problems", default="all", help="comma list or 'all' or 'synthetic'")
+    parser.add_argument(
+        "--problems", default="all", help="comma list, 'all', 'synthetic' or 'hetero'"
+    )
     parser.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS))
     parser.add_argument("--targets", default=None, help="N (first N), 'all', or comma ids")
     parser.add_argument("--seeds", type=int, default=3)
@@ -400,11 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def expand_problems(spec: str) -> list[str]:
-    """Expand ``all``/``synthetic`` and comma lists into problem names.
+    """Expand ``all``/``synthetic``/``hetero`` and comma lists into problem names.
 
     Args:
         spec: Problem selection.
     """
+    from benchmarks.problems import HETERO
     from benchmarks.problems import SMOKE
     from benchmarks.problems import SYNTHETIC
 
@@ -414,6 +419,8 @@ def expand_problems(spec: str) -> list[str]:
             names += [n for n in problem_names() if n not in SMOKE]
         elif part == "synthetic":
             names += list(SYNTHETIC)
+        elif part == "hetero":
+            names += list(HETERO)
         else:
             names.append(part)
     return list(dict.fromkeys(names))

@@ -37,11 +37,15 @@ class PriorContext:
         names: Names of the prior studies in ``storage``.
         storage: Storage URL or object holding the prior studies.
         direction: Optimization direction shared by priors and target.
+        prior_defaults: Values at which the priors held parameters that the target tunes.
+        fixed_params: Values at which the target holds parameters that the priors tuned.
     """
 
     names: list[str]
     storage: str | BaseStorage
     direction: str = "minimize"
+    prior_defaults: dict[str, Any] = field(default_factory=dict)
+    fixed_params: dict[str, Any] = field(default_factory=dict)
 
     def studies(self) -> list[optuna.Study]:
         """Load the prior studies."""
@@ -157,7 +161,11 @@ def _value(trial: FrozenTrial) -> float:
 
 
 def _enqueue_best_of_priors(study: optuna.Study, priors: PriorContext) -> None:
-    """Enqueue the best configuration of each of the best ``WARM_START_TOP`` prior studies."""
+    """Enqueue the best configuration of each of the best ``WARM_START_TOP`` prior studies.
+
+    Parameters the priors lack are then sampled by the sampler; prior parameters the target
+    does not suggest are ignored by Optuna.
+    """
     maximize = priors.direction == "maximize"
     bests = []
     for prior in priors.studies():
@@ -177,6 +185,19 @@ def _metabo_check() -> str | None:
     return None
 
 
+def _metabo_informed_check() -> str | None:
+    reason = _metabo_check()
+    if reason is None:
+        import inspect
+
+        from optuna_metabo import MetaBOSampler
+
+        params = inspect.signature(MetaBOSampler).parameters
+        if not {"prior_defaults", "fixed_params"} <= set(params):
+            reason = "MetaBOSampler takes no prior_defaults/fixed_params arguments yet"
+    return reason
+
+
 def _metabo(**kwargs: Any) -> Callable[[int, PriorContext], BaseSampler]:
     def factory(seed: int, priors: PriorContext) -> BaseSampler:
         from optuna_metabo import MetaBOSampler
@@ -184,6 +205,18 @@ def _metabo(**kwargs: Any) -> Callable[[int, PriorContext], BaseSampler]:
         return MetaBOSampler(priors.names, prior_storage=priors.storage, seed=seed, **kwargs)
 
     return factory
+
+
+def _metabo_informed(seed: int, priors: PriorContext) -> BaseSampler:
+    from optuna_metabo import MetaBOSampler
+
+    return MetaBOSampler(
+        priors.names,
+        prior_storage=priors.storage,
+        seed=seed,
+        prior_defaults=priors.prior_defaults or None,
+        fixed_params=priors.fixed_params or None,
+    )
 
 
 def _metabo_no_prior(seed: int, priors: PriorContext) -> BaseSampler:
@@ -243,6 +276,12 @@ SAMPLERS: dict[str, SamplerSpec] = {
         check=_metabo_check,
         uses_priors=True,
         description="MetaBOSampler with default settings and the prior studies",
+    ),
+    "metabo_informed": SamplerSpec(
+        _metabo_informed,
+        check=_metabo_informed_check,
+        uses_priors=True,
+        description="MetaBOSampler told the priors' held values (prior_defaults, fixed_params)",
     ),
     "metabo_copula": SamplerSpec(
         _metabo(output_transform="copula"),

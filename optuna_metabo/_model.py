@@ -59,10 +59,14 @@ class SlotValues(torch.nn.Module):
         super().__init__()
         low = [INACTIVE_RANGE[0]] * dim + [UNKNOWN_RANGE[0]] * n_unknown
         high = [INACTIVE_RANGE[1]] * dim + [UNKNOWN_RANGE[1]] * n_unknown
-        self.register_buffer("low", torch.tensor(low, dtype=torch.float64))  # (S,)
-        self.register_buffer("span", torch.tensor(high, dtype=torch.float64) - self.low)
+        self.low: torch.Tensor
+        self.span: torch.Tensor
+        low_tensor = torch.tensor(low, dtype=torch.float64)  # (S,)
+        span = torch.tensor(high, dtype=torch.float64) - low_tensor  # (S,)
+        self.register_buffer("low", low_tensor)
+        self.register_buffer("span", span)
         # Every slot starts at 0.5, the middle of the target's range.
-        self.raw = torch.nn.Parameter(torch.logit((0.5 - self.low) / self.span))  # (S,)
+        self.raw = torch.nn.Parameter(torch.logit((0.5 - low_tensor) / span))  # (S,)
 
     def forward(self) -> torch.Tensor:
         """The slot values ``(S,)``."""

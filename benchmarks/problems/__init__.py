@@ -1,4 +1,4 @@
-"""Benchmark problems: synthetic task families, LCBench, and plugins.
+"""Benchmark problems: synthetic task families, YAHPO surrogates (LCBench, rpart), plugins.
 
 Plugins are registered with :func:`register_problem` or named in ``$METABO_BENCH_PLUGINS``
 (comma-separated ``module:callable``; the callable registers problems or returns a
@@ -34,6 +34,34 @@ def _lcbench() -> Problem:
     return LCBench()
 
 
+def _lcbench_cond() -> Problem:
+    from benchmarks.problems.lcbench import LCBenchConditional
+
+    return LCBenchConditional()
+
+
+def _rbv2_rpart() -> Problem:
+    from benchmarks.problems.rbv2_rpart import RPart
+
+    return RPart()
+
+
+def _hetero(name: str) -> ProblemFactory:
+    def factory() -> Problem:
+        from benchmarks.problems import hetero
+
+        if name.startswith("lcbench_grown_"):
+            return hetero.LCBenchGrown(name[len("lcbench_grown_") :])
+        classes = {
+            "lcbench_shrunk": hetero.LCBenchShrunk,
+            "rbv2_rpart_grown": hetero.RPartGrown,
+            "hartmann3_grown": hetero.Hartmann3Grown,
+        }
+        return classes[name]()
+
+    return factory
+
+
 def _load_plugins() -> None:
     for spec in filter(None, os.environ.get(PLUGIN_ENV, "").split(",")):
         module, _, attr = spec.strip().partition(":")
@@ -49,6 +77,19 @@ def _constant(problem: Problem) -> ProblemFactory:
 for _name, _factory in SYNTHETIC_FACTORIES.items():
     register_problem(_name, _factory)
 register_problem("lcbench", _lcbench)
+register_problem("rbv2_rpart", _rbv2_rpart)
+register_problem("lcbench_cond", _lcbench_cond)
+_HELD_SPACES = (
+    "hartmann3_grown",
+    "lcbench_grown_learning_rate",
+    "lcbench_grown_max_dropout",
+    "lcbench_shrunk",
+    "rbv2_rpart_grown",
+)
+for _name in _HELD_SPACES:
+    register_problem(_name, _hetero(_name))
+#: Heterogeneous histories: priors tuned in another space (grown, shrunk), or a conditional one.
+HETERO = (*_HELD_SPACES, "lcbench_cond")
 register_problem("digits_cnn", _digits_cnn)
 #: Problems that train real networks: only run when named explicitly, never by ``all``.
 SMOKE = ("digits_cnn",)

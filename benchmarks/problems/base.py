@@ -59,12 +59,47 @@ class RandomTrial:
         return value
 
 
+class HoldingTrial:
+    """Proxy of a trial that returns held values instead of suggesting those parameters.
+
+    A define-by-run ``suggest`` run on it defines the space with the held parameters removed.
+
+    Args:
+        trial: Optuna trial or :class:`RandomTrial` that suggests the other parameters.
+        held: Held parameter values by name.
+    """
+
+    def __init__(self, trial: Any, held: dict[str, Any]) -> None:
+        self._trial = trial
+        self._held = held
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
+        """The held value, or ``trial.suggest_float``."""
+        if name in self._held:
+            return self._held[name]
+        return self._trial.suggest_float(name, *args, **kwargs)
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
+        """The held value, or ``trial.suggest_int``."""
+        if name in self._held:
+            return self._held[name]
+        return self._trial.suggest_int(name, *args, **kwargs)
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        """The held value, or ``trial.suggest_categorical``."""
+        if name in self._held:
+            return self._held[name]
+        return self._trial.suggest_categorical(name, choices)
+
+
 class Problem:
     """A family of related tasks sharing one search space.
 
     Subclasses implement :meth:`tasks`, :meth:`suggest` and :meth:`evaluate`. A task is named by
     a string id. Runs use a leave-one-out protocol: the target task is optimized, prior studies
-    come from :meth:`prior_pool`.
+    come from :meth:`prior_pool`. The prior studies may be tuned in another space
+    (:meth:`prior_suggest`), holding parameters the target tunes (:meth:`prior_defaults`) or
+    tuning parameters the target holds (:meth:`fixed_params`).
 
     Args:
         name: Problem name used in study names and reports (no spaces or dashes).
@@ -166,6 +201,52 @@ class Problem:
             return self.evaluate(task, self.suggest(trial))
 
         return _objective
+
+    def prior_suggest(self, trial: Any) -> dict[str, Any]:
+        """Define the search space the prior studies were tuned in (default: :meth:`suggest`).
+
+        Args:
+            trial: Object with ``suggest_float``/``suggest_int``/``suggest_categorical``.
+        """
+        return self.suggest(trial)
+
+    def prior_objective(self, task: str) -> Callable[[optuna.Trial], float]:
+        """Return the Optuna objective of a prior study on ``task`` (in the prior space).
+
+        It is :meth:`objective` unless :meth:`prior_suggest` is overridden; then it evaluates
+        the configuration that :meth:`prior_suggest` defines.
+
+        Args:
+            task: Task id.
+        """
+        if type(self).prior_suggest is Problem.prior_suggest:
+            return self.objective(task)
+
+        def _objective(trial: optuna.Trial) -> float:
+            return self.evaluate(task, self.prior_suggest(trial))
+
+        return _objective
+
+    def prior_defaults(self) -> dict[str, Any]:
+        """Return the values at which the priors held parameters that the target tunes."""
+        return {}
+
+    def fixed_params(self) -> dict[str, Any]:
+        """Return the values at which the target holds parameters that the priors tuned."""
+        return {}
+
+    def prior_to_target(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Map a prior configuration to the target space.
+
+        Parameters the priors held get their :meth:`prior_defaults`; parameters the target
+        holds (:meth:`fixed_params`) are dropped, so :meth:`evaluate` uses the held values.
+
+        Args:
+            params: Parameters of a prior trial.
+        """
+        fixed = self.fixed_params()
+        merged = {**self.prior_defaults(), **params}
+        return {k: v for k, v in merged.items() if k not in fixed}
 
 
 ProblemFactory = Callable[[], Problem]

@@ -1,24 +1,24 @@
 """LCBench tasks through the YAHPO Gym ONNX surrogate (``val_accuracy`` at epoch 52, maximized).
 
-The data directory holds ``lcbench/model.onnx``, ``config_space.json`` and ``encoding.json``.
-It defaults to ``<repo root>/../shared/data/yahpo`` and is overridden by ``METABO_YAHPO_DIR``.
+The data directory holds ``lcbench/model.onnx``, ``config_space.json`` and ``encoding.json``
+(see :mod:`benchmarks.problems.yahpo`); ``METABO_YAHPO_DIR`` overrides its location.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks import REPO_ROOT
 from benchmarks.problems.base import Problem
+from benchmarks.problems.yahpo import ENV_VAR
+from benchmarks.problems.yahpo import scenario_available
+from benchmarks.problems.yahpo import Surrogate
+from benchmarks.problems.yahpo import yahpo_dir
 
 
-ENV_VAR = "METABO_YAHPO_DIR"
+__all__ = ["ENV_VAR", "LCBench", "LCBenchConditional", "lcbench_available", "yahpo_dir"]
 CONT_ORDER = (
     "epoch",
     "batch_size",
@@ -29,6 +29,7 @@ CONT_ORDER = (
     "max_units",
     "max_dropout",
 )
+PARAMS = CONT_ORDER[1:]
 OUTPUTS = (
     "time",
     "val_accuracy",
@@ -40,35 +41,13 @@ OUTPUTS = (
 MAX_EPOCH = 52
 
 
-def yahpo_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    """Resolve the YAHPO data directory (the one containing ``lcbench/``).
-
-    Args:
-        path: Explicit directory; when ``None``, ``$METABO_YAHPO_DIR`` or the default beside
-            the repository root is used.
-    """
-    raw = path or os.environ.get(ENV_VAR) or REPO_ROOT.parent / "shared" / "data" / "yahpo"
-    root = Path(raw).expanduser().resolve()
-    return root.parent if root.name == "lcbench" else root
-
-
 def lcbench_available(path: str | os.PathLike[str] | None = None) -> bool:
     """Return whether the surrogate files are present.
 
     Args:
         path: Data directory, resolved like :func:`yahpo_dir`.
     """
-    return (yahpo_dir(path) / "lcbench" / "model.onnx").is_file()
-
-
-@lru_cache(maxsize=4)
-def _session(model_path: str) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    return scenario_available("lcbench", path)
 
 
 class LCBench(Problem):
@@ -77,26 +56,22 @@ class LCBench(Problem):
     Args:
         data_dir: YAHPO data directory (see :func:`yahpo_dir`).
         metric: Output column to optimize (maximized).
+        name: Problem name (variants of the search space use their own).
     """
 
     family = "lcbench"
 
     def __init__(
-        self, data_dir: str | os.PathLike[str] | None = None, metric: str = "val_accuracy"
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        metric: str = "val_accuracy",
+        name: str = "lcbench",
     ) -> None:
-        super().__init__("lcbench", direction="maximize")
-        self.data_dir = yahpo_dir(data_dir) / "lcbench"
-        if not (self.data_dir / "model.onnx").is_file():
-            raise FileNotFoundError(
-                f"LCBench surrogate not found in {self.data_dir}; set ${ENV_VAR} to the YAHPO "
-                "data directory."
-            )
-        space = json.loads((self.data_dir / "config_space.json").read_text())
-        hps = {hp["name"]: hp for hp in space["hyperparameters"]}
-        self._ids: list[str] = list(hps["OpenML_task_id"]["choices"])
-        self._hps = hps
-        encoding = json.loads((self.data_dir / "encoding.json").read_text())
-        self._code = {k: int(v) for k, v in encoding["OpenML_task_id"].items()}
+        super().__init__(name, direction="maximize")
+        self.surrogate = Surrogate("lcbench", data_dir)
+        self.data_dir = self.surrogate.dir
+        self._ids = self.surrogate.choices("OpenML_task_id")
+        self._code = self.surrogate.codes["OpenML_task_id"]
         self._col = OUTPUTS.index(metric)
 
     def tasks(self) -> list[str]:
@@ -109,14 +84,14 @@ class LCBench(Problem):
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Define the seven LCBench hyperparameters with the ranges of ``config_space.json``."""
-        params: dict[str, Any] = {}
-        for name in CONT_ORDER[1:]:
-            hp = self._hps[name]
-            log = bool(hp.get("log", False))
-            if hp["type"] == "uniform_int":
-                params[name] = trial.suggest_int(name, hp["lower"], hp["upper"], log=log)
-            else:
-                params[name] = trial.suggest_float(name, hp["lower"], hp["upper"], log=log)
+        return {name: self.surrogate.suggest(trial, name) for name in PARAMS}
+
+    def raw_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Map a configuration of this problem's space to the seven surrogate inputs.
+
+        Args:
+            params: Parameters as returned by :meth:`suggest`.
+        """
         return params
 
     def evaluate(self, task: str, params: dict[str, Any]) -> float:
@@ -130,12 +105,49 @@ class LCBench(Problem):
             task: OpenML task id.
             params: List of configurations.
         """
-        session = _session(str(self.data_dir / "model.onnx"))
-        x_cat = np.full((len(params), 1), self._code[task], dtype=np.int32)
-        x_cont = np.array(
-            [[MAX_EPOCH] + [p[name] for name in CONT_ORDER[1:]] for p in params],
-            dtype=np.float32,
-        )
-        inputs = session.get_inputs()
-        out = session.run(None, {inputs[0].name: x_cat, inputs[1].name: x_cont})[0]
-        return out[:, self._col].astype(float)
+        raw = [self.raw_params(p) for p in params]
+        x_cat = np.full((len(params), 1), self._code[task])
+        x_cont = np.array([[MAX_EPOCH] + [p[name] for name in PARAMS] for p in raw])
+        return self.surrogate.predict(x_cat, x_cont)[:, self._col].astype(float)
+
+
+class LCBenchConditional(LCBench):
+    """LCBench in a conditional space: momentum and weight decay only exist on their branch.
+
+    ``optimizer`` is ``"sgd"`` (momentum held at 0.1, the lowest value of the surrogate) or
+    ``"sgd_momentum"`` (``momentum`` tuned in 0.1 .. 0.99); ``regularize`` is ``"none"``
+    (weight decay held at 1e-5, the lowest value) or ``"l2"`` (``weight_decay`` tuned in
+    1e-5 .. 0.1). Priors and target share this space.
+
+    Args:
+        data_dir: YAHPO data directory (see :func:`yahpo_dir`).
+    """
+
+    #: Branch choice -> (its conditional parameter, (plain branch, tuned branch)).
+    BRANCHES = {
+        "optimizer": ("momentum", ("sgd", "sgd_momentum")),
+        "regularize": ("weight_decay", ("none", "l2")),
+    }
+    OFF = {"momentum": 0.1, "weight_decay": 1e-5}
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(data_dir, name="lcbench_cond")
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Define the two branch choices, their conditional parameters and the five others."""
+        params: dict[str, Any] = {}
+        for choice, (param, branches) in self.BRANCHES.items():
+            params[choice] = trial.suggest_categorical(choice, list(branches))
+            if params[choice] == branches[1]:
+                params[param] = self.surrogate.suggest(trial, param)
+        for name in PARAMS:
+            if name not in self.OFF:
+                params[name] = self.surrogate.suggest(trial, name)
+        return params
+
+    def raw_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Hold momentum and weight decay at their "off" values on the plain branches."""
+        raw = {name: params[name] for name in PARAMS if name not in self.OFF}
+        for choice, (param, branches) in self.BRANCHES.items():
+            raw[param] = params[param] if params[choice] == branches[1] else self.OFF[param]
+        return raw
