@@ -19,6 +19,7 @@ hyperparameters by the marginal likelihood ("slots"):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 import logging
 import math
@@ -405,7 +406,9 @@ def _optimize_hyperparameters(
     y: torch.Tensor,
     slot: torch.Tensor | None,
     max_iter: int,
-) -> None:
+) -> float:
+    """Runs L-BFGS-B on the module's parameters in place and returns the final loss."""
+
     def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         _assign_parameters(module, flat)
         module.zero_grad()
@@ -429,6 +432,7 @@ def _optimize_hyperparameters(
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
         raise ModelFitError(f"Hyperparameter optimization diverged: {result.message}")
     _assign_parameters(module, result.x)
+    return float(result.fun)
 
 
 def fit_icm_gp(
@@ -438,6 +442,7 @@ def fit_icm_gp(
     fit_subset: np.ndarray | None = None,
     max_iter: int = 100,
     device: str = "cpu",
+    alternative_states: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[ICMGaussianProcess, dict[str, Any]]:
     """Fits the hyperparameters and conditions the GP on all of ``data``.
 
@@ -449,28 +454,36 @@ def fit_icm_gp(
             returned GP is conditioned on every row.
         max_iter: L-BFGS-B iterations; 0 keeps ``previous_state`` as it is.
         device: Torch device of the tensors.
+        alternative_states: More starts, fitted after the first; the fit with the highest
+            log posterior is kept (for multi-modal fits, such as learned held values).
 
     Returns:
         The conditioned GP and the state dict to warm-start the next fit.
     """
-    dim = data.x.shape[1]
     x = torch.as_tensor(data.x, dtype=torch.float64, device=device)  # (n, d), NaN: absent
     task = torch.as_tensor(data.task, dtype=torch.long, device=device)  # (n,)
     y = torch.as_tensor(data.y, dtype=torch.float64, device=device)  # (n,)
     slot = _slot_tensor(data, device)  # (n, d) or None
     rows = slice(None) if fit_subset is None else torch.as_tensor(fit_subset, device=device)
+    fit_data = (x[rows], task[rows], y[rows], None if slot is None else slot[rows])
+
+    def fit_from(state: Mapping[str, Any] | None) -> tuple[ICMKernelModule, float]:
+        module = ICMKernelModule(x.shape[1], data.n_tasks, rank, data.n_unknown)
+        module = module.to(device=device, dtype=torch.float64)
+        if state is not None:
+            module.load_state_dict(state)
+        if max_iter == 0:
+            return module, 0.0
+        return module, _optimize_hyperparameters(module, *fit_data, max_iter)
+
     # A warm start first; if that fit fails, one more from the default hyperparameters.
     starts = [previous_state, None] if previous_state is not None else [None]
     last_error: Exception | None = None
     for state in starts:
-        module = ICMKernelModule(dim, data.n_tasks, rank, data.n_unknown)
-        module = module.to(device=device, dtype=torch.float64)
-        if state is not None:
-            module.load_state_dict(state)
         try:
-            if max_iter > 0:
-                fit_slot = None if slot is None else slot[rows]
-                _optimize_hyperparameters(module, x[rows], task[rows], y[rows], fit_slot, max_iter)
+            module, loss = fit_from(state)
+            for alternative in alternative_states if max_iter > 0 else ():
+                module, loss = min([(module, loss), fit_from(alternative)], key=lambda m: m[1])
             with torch.no_grad():
                 filled = module.fill(x, slot)
             return ICMGaussianProcess(module, filled, task, y), module.state_dict()
@@ -478,6 +491,25 @@ def fit_icm_gp(
             _logger.warning("GP fit failed (%s); retrying from default hyperparameters.", error)
             last_error = error
     raise ModelFitError(f"GP fit failed: {last_error}")
+
+
+def with_slot_values(
+    state: Mapping[str, Any], slots: np.ndarray, values: np.ndarray
+) -> dict[str, Any]:
+    """A copy of ``state`` whose ``slots`` ``(k,)`` start at ``values`` ``(k,)``.
+
+    Args:
+        state: A module state dict.
+        slots: Slot indices.
+        values: Their new values, inside their ranges.
+    """
+    copy = dict(state)
+    low, span = state["slots.low"][slots], state["slots.span"][slots]
+    share = torch.as_tensor(values, dtype=low.dtype).sub(low).div(span).clamp(0.02, 0.98)
+    raw = state["slots.raw"].clone()
+    raw[torch.as_tensor(slots)] = torch.logit(share)
+    copy["slots.raw"] = raw
+    return copy
 
 
 def _slot_tensor(data: TrainingData, device: str) -> torch.Tensor | None:

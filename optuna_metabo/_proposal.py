@@ -35,8 +35,11 @@ from optuna_metabo._acquisition import PortfolioCoverage
 from optuna_metabo._model import compatible_state
 from optuna_metabo._model import fit_icm_gp
 from optuna_metabo._model import ICMGaussianProcess
+from optuna_metabo._model import ICMKernelModule
 from optuna_metabo._model import TrainingData
+from optuna_metabo._model import with_slot_values
 from optuna_metabo._optimize import best_candidate
+from optuna_metabo._optimize import evaluate
 from optuna_metabo._optimize import optimize_acquisition
 from optuna_metabo._optimize import rows_not_in
 from optuna_metabo._priors import EncodedPrior
@@ -238,6 +241,60 @@ def _portfolio(
     return PortfolioCoverage(model, tasks, tensor(weights), tensor(best), tensor(covered))
 
 
+def _held_value_restarts(
+    data: TrainingData, state: Mapping[str, Any] | None, rank: int
+) -> list[dict[str, Any]]:
+    """A second start for fits that learn held values: every unknown value at the target's
+    best configuration, and the task covariance back at its positive default. A held value and
+    the sign of a task's correlation can explain a few target points about equally well the
+    wrong way round (a prior's good region placed where the target is poor, with a negative
+    correlation), and a warm start stays in whichever mode it found first; the marginal
+    likelihood picks between the two.
+    """
+    target = data.task == data.n_tasks - 1
+    if state is None or data.slot is None or data.n_unknown == 0 or target.sum() < 2:
+        return []
+    best = data.x[target][np.argmin(data.y[target])]  # (d,)
+    unknown = np.unique(data.slot[data.slot >= data.x.shape[1]])  # (k,)
+    columns = np.array([np.flatnonzero((data.slot == k).any(axis=0))[0] for k in unknown])
+    values = np.nan_to_num(best[columns], nan=0.5)
+    fresh = ICMKernelModule(data.x.shape[1], data.n_tasks, rank, data.n_unknown).state_dict()
+    default_tasks = {k: v for k, v in fresh.items() if k.startswith("task_kernel.")}
+    return [with_slot_values({**state, **default_tasks}, unknown, values)]
+
+
+def _untuned_columns(priors: list[EncodedPrior], dim: int) -> np.ndarray:
+    """Columns that no prior tuned (each learned a held value for them): ``(k,)``."""
+    if not priors:
+        return np.zeros(0, dtype=np.int64)
+    untuned = np.ones(dim, dtype=bool)
+    for prior in priors:
+        known = np.ones(dim, dtype=bool)
+        known[prior.unknown_columns] = False
+        untuned &= ~known
+    return np.flatnonzero(untuned)
+
+
+def _complete_untuned(
+    acqf: LogExpectedImprovement,
+    candidates: np.ndarray,
+    columns: np.ndarray,
+    space: SearchSpace,
+    rng: np.random.RandomState,
+    n_options: int = 64,
+) -> np.ndarray:
+    """Prior configurations ``(k, d)`` with the ``columns`` no prior tuned set by the target's
+    acquisition: the priors say nothing about them, so the target's own data decides."""
+    options = space.sample_uniform(n_options, rng)[:, columns]  # (o, c)
+    trial = np.repeat(candidates, n_options, axis=0)  # (k * o, d)
+    trial[:, columns] = np.tile(options, (len(candidates), 1))
+    values = evaluate(acqf, trial).reshape(len(candidates), n_options)  # (k, o)
+    best = trial.reshape(len(candidates), n_options, -1)[
+        np.arange(len(candidates)), values.argmax(axis=1)
+    ]
+    return np.unique(best, axis=0)
+
+
 def _canonical(space: SearchSpace, rows: np.ndarray) -> np.ndarray:
     """Rows ``(n, d)`` with every absent or inactive coordinate at 0.5, so that two rows that
     differ only where the objective does not look compare equal."""
@@ -326,7 +383,15 @@ class ProposalEngine:
         # One target point says nothing about how the target relates to the priors (it is
         # standardized to 0), so the fit made on the priors alone is kept until a second one.
         max_iter = 0 if state is not None and n_target < 2 else 50 if state is not None else 200
-        return fit_icm_gp(data, s.rank, state, subset, max_iter=max_iter, device=s.device)
+        return fit_icm_gp(
+            data,
+            s.rank,
+            state,
+            subset,
+            max_iter=max_iter,
+            device=s.device,
+            alternative_states=_held_value_restarts(data, state, s.rank),
+        )
 
     def propose(
         self,
@@ -417,15 +482,18 @@ class ProposalEngine:
         target = data.n_tasks - 1
         target_x = data.x[data.task == target]
         taken = _canonical(space, np.concatenate([target_x, pending_x.reshape(-1, space.dim)]))
-        candidates = candidates[rows_not_in(_canonical(space, candidates), taken)]
         n_target = len(target_x)
         target_y = data.y[data.task == target]
+        best = float(target_y.min()) if n_target else 0.0
+        acqf = LogExpectedImprovement(model, target, best)
+        free = _untuned_columns(priors, space.dim)
+        if len(free) and len(candidates):
+            candidates = _complete_untuned(acqf, candidates, free, space, rng)
+        candidates = candidates[rows_not_in(_canonical(space, candidates), taken)]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
         if priors and n_target < s.n_prior_design_trials and len(candidates) > rank:
             x, value = best_candidate(_portfolio(model, data, pending_x), candidates, rank)
             return x, value, "prior_design"
-        best = float(target_y.min()) if n_target else 0.0
-        acqf = LogExpectedImprovement(model, target, best)
         best_target = _canonical(space, target_x[np.argsort(target_y)[:3]])
         starts = np.concatenate([candidates, best_target])
         # A configuration already evaluated or running is not proposed again (re-evaluating
