@@ -152,18 +152,6 @@ class ModelView:
 
 
 # -------------------------------------------------------------------------------- the plots
-def _param_columns(space: SearchSpace) -> dict[str, np.ndarray]:
-    """Columns of each parameter in the encoding (see ``SearchSpace``'s layout)."""
-    columns, column = {}, 0
-    for name, dist in space.distributions.items():
-        width = len(dist.choices) if isinstance(dist, CategoricalDistribution) else 1
-        columns[name] = np.arange(column, column + width)
-        column += width
-    if column != space.dim:
-        raise RuntimeError("Unexpected search space layout.")
-    return columns
-
-
 def _slice_rows(
     space: SearchSpace, center: np.ndarray, name: str, columns: np.ndarray
 ) -> tuple[np.ndarray, list[Any]]:
@@ -204,18 +192,17 @@ def slice_figures(
     sign = view.sign
     encoded: list[tuple[FrozenTrial, np.ndarray]] = []
     for t in completed:
-        row = space.encode(t.params)
-        if row is not None:
-            encoded.append((t, row))
+        row = space.encode({**space.fixed_values, **t.params})
+        if row is not None:  # a branch the trial did not take sits mid-range in the slice
+            encoded.append((t, np.nan_to_num(row, nan=0.5)))
     center: np.ndarray
     if encoded:
         incumbent, center = min(encoded, key=lambda tr: sign * float(tr[0].values[0]))
         center_label = f"best trial #{incumbent.number}"
     else:
         center, center_label = np.asarray(proposed_x, dtype=float), f"trial #{trial_number}"
-    columns = _param_columns(space)
     names = list(space.distributions)[:MAX_SLICE_PARAMS]
-    blocks = [(n, *_slice_rows(space, center, n, columns[n])) for n in names]
+    blocks = [(n, *_slice_rows(space, center, n, space.columns_of(n))) for n in names]
     mean, std, acq = view.predict(np.concatenate([rows for _, rows, _ in blocks]))
     proposed = space.decode(np.asarray(proposed_x, dtype=float))
     figures, offset = [], 0

@@ -504,6 +504,29 @@ def encode_task(
     return EncodedPrior(task.name, x[keep], y[keep], len(y), task.n_total, columns, match)
 
 
+def parameter_handling(prior: EncodedPrior, prior_defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """How a prior's parameters were matched, as plain data for ``prior_summary()``.
+
+    Args:
+        prior: The encoded prior.
+        prior_defaults: The sampler's ``prior_defaults``.
+    """
+    lacked: dict[str, dict[str, Any]] = {}
+    for name, how in prior.match.lacked.items():
+        lacked[name] = {"handling": how, "learned_value": None}
+        if how != LACKED_UNKNOWN:
+            lacked[name] = {"handling": how, "value": _finite_or_none(prior_defaults[name])}
+        if name in prior.match.notes:
+            lacked[name]["note"] = prior.match.notes[name]
+    return {"lacked": lacked, "extra": dict(prior.match.extra)}
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _merge_duplicates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Averages the values of equal rows (NaN equal to NaN): ``(u, d)`` and ``(u,)``."""
     absent = -7.0  # outside every encoded range, so it stands for NaN while rows are compared

@@ -26,6 +26,7 @@ from optuna_metabo._priors import encode_task
 from optuna_metabo._priors import EncodedPrior
 from optuna_metabo._priors import fixed_parameter_space
 from optuna_metabo._priors import LACKED_UNKNOWN
+from optuna_metabo._priors import parameter_handling
 from optuna_metabo._priors import PriorLoader
 from optuna_metabo._priors import PriorSpec
 from optuna_metabo._priors import PriorTask
@@ -455,23 +456,6 @@ class MetaBOSampler(BaseSampler):
             used or "none",
             len(self._summary["skipped"]),
         )
-
-
-def parameter_handling(prior: EncodedPrior, prior_defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """How a prior's parameters were matched, as plain data for ``prior_summary()``.
-
-    Args:
-        prior: The encoded prior.
-        prior_defaults: The sampler's ``prior_defaults``.
-    """
-    lacked: dict[str, dict[str, Any]] = {}
-    for name, how in prior.match.lacked.items():
-        lacked[name] = {"handling": how, "learned_value": None}
-        if how != LACKED_UNKNOWN:
-            lacked[name] = {"handling": how, "value": _json_safe(prior_defaults[name])}
-        if name in prior.match.notes:
-            lacked[name]["note"] = prior.match.notes[name]
-    return {"lacked": lacked, "extra": dict(prior.match.extra)}
 
 
 def _parameter_values(argument: str, values: Mapping[str, Any] | None) -> dict[str, Any]:

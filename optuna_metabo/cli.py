@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from collections.abc import Sequence
+import json
 import os
 from pathlib import Path
 import re
@@ -100,6 +101,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------- priors
+def _json_mapping(option: str, text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        message = f"{option} must be a JSON object, e.g. '{{\"epochs\": 5}}': {error}"
+        raise _UsageError(message) from error
+    if not isinstance(value, dict):
+        raise _UsageError(f"{option} must be a JSON object, not {text!r}")
+    return value
+
+
 def _priors(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
@@ -131,29 +145,62 @@ def _priors(args: argparse.Namespace) -> int:
     if args.target_like is None:
         return EXIT_OK
     print()
-    _print_compatibility(storage, args.target_like, tasks)
+    _print_compatibility(
+        storage,
+        args.target_like,
+        tasks,
+        _json_mapping("--prior-defaults", args.prior_defaults),
+        _json_mapping("--fixed-params", args.fixed_params),
+    )
     return EXIT_OK
 
 
-def _print_compatibility(storage: Any, target: str, tasks: dict[str, Any]) -> None:
+def _handling_text(prior: Any, prior_defaults: dict[str, Any]) -> str:
+    """One line on how a prior's parameters differ from the target's and what is done."""
+    from optuna_metabo._priors import parameter_handling
+
+    handling = parameter_handling(prior, prior_defaults)
+    parts = [
+        f"lacks {name} ("
+        + (f"default {how['value']!r}" if "value" in how else "unknown: value learned")
+        + (f"; {how['note']}" if "note" in how else "")
+        + ")"
+        for name, how in handling["lacked"].items()
+    ]
+    parts += [f"extra {name} ({how})" for name, how in handling["extra"].items()]
+    return "; ".join(parts) or "none"
+
+
+def _print_compatibility(
+    storage: Any,
+    target: str,
+    tasks: dict[str, Any],
+    prior_defaults: dict[str, Any],
+    fixed_params: dict[str, Any],
+) -> None:
     """Prints which studies MetaBOSampler would use as priors for ``target`` and why not."""
     import numpy as np
-    from optuna.search_space import intersection_search_space
     from optuna.trial import TrialState
 
     from optuna_metabo._priors import encode_task
+    from optuna_metabo._priors import fixed_parameter_space
     from optuna_metabo._priors import SkippedPrior
     from optuna_metabo._search_space import SearchSpace
+    from optuna_metabo._target_space import learn_conditions
+    from optuna_metabo._target_space import union_search_space
 
     study_id = storage.get_study_id_from_name(target)
     trials = storage.get_all_trials(study_id, deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE] or list(trials)
     if not complete:
         raise CLIError(f"study {target!r} has no trials, so its search space is unknown")
-    distributions = {
-        k: v for k, v in intersection_search_space(complete).items() if not v.single()
-    }
-    space = SearchSpace(distributions)
+    distributions = union_search_space([t.distributions for t in complete])
+    usable = [t for t in tasks.values() if not isinstance(t, SkippedPrior)]
+    space = SearchSpace(
+        distributions,
+        learn_conditions([t.params for t in complete], distributions),
+        fixed_parameter_space(usable, fixed_params, list(distributions)),
+    )
     described = ", ".join(f"{k} ({_describe(v)})" for k, v in space.distributions.items())
     print(f"Target search space of {target!r}: {described or '(empty)'}")
     compatible, incompatible = [], []
@@ -163,16 +210,15 @@ def _print_compatibility(storage: Any, target: str, tasks: dict[str, Any]) -> No
         if isinstance(task, SkippedPrior):
             incompatible.append((name, task.reason))
             continue
-        result = encode_task(task, space, 10**9, np.random.RandomState(0))
+        result = encode_task(task, space, 10**9, np.random.RandomState(0), prior_defaults)
         if isinstance(result, SkippedPrior):
             incompatible.append((name, result.reason))
         else:
-            compatible.append(
-                (name, f"{result.n_available} usable trials of {result.n_total} in the space")
-            )
+            why = f"{result.n_available} usable trials of {result.n_total} in the space"
+            compatible.append((name, why, _handling_text(result, prior_defaults)))
     print(f"\nCompatible prior studies for {target!r}: {len(compatible)}")
     if compatible:
-        print(_table(("study", "why"), compatible))
+        print(_table(("study", "why", "parameters that differ"), compatible))
     print(f"\nIncompatible studies: {len(incompatible)}")
     if incompatible:
         print(_table(("study", "why not"), incompatible))
@@ -339,6 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     priors.add_argument(
         "--target-like", metavar="STUDY", help="A study in the storage whose space to match."
+    )
+    priors.add_argument(
+        "--prior-defaults",
+        metavar="JSON",
+        help="MetaBOSampler's prior_defaults as a JSON object, e.g. '{\"epochs\": 5}'.",
+    )
+    priors.add_argument(
+        "--fixed-params",
+        metavar="JSON",
+        help="MetaBOSampler's fixed_params as a JSON object, e.g. '{\"momentum\": 0.9}'.",
     )
     priors.set_defaults(handler=_priors)
 

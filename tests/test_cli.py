@@ -140,11 +140,23 @@ def test_priors_explains_compatibility(
     compatible = out.split("Compatible prior studies")[1].split("Incompatible")[0]
     incompatible = out.split("Incompatible studies: ")[1]
     assert "good" in compatible and "2 usable trials of 3" in compatible
-    assert incompatible.startswith("4")
-    assert "lacks the target parameter(s) y" in incompatible
-    assert "'y' is numerical in the target" in incompatible
+    rows = {line.split()[0]: line for line in compatible.splitlines() if line.strip()}
+    assert "lacks y (unknown: value learned)" in rows["lacking"]
+    assert "categorical with non-numeric choices in this prior" in rows["categorical-y"]
+    assert incompatible.startswith("2")
     assert "multi-objective" in incompatible and "no completed trial" in incompatible
     assert "x (float [0.0, 1.0])" in out and "y (float [0.001, 1.0], log)" in out
+
+
+def test_priors_shows_defaults_and_fixed_params(
+    prior_storage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["priors", "--storage", prior_storage, "--target-like", "target"]
+    assert main([*argv, "--prior-defaults", '{"y": 0.5}']) == 0
+    compatible = capsys.readouterr().out.split("Compatible prior studies")[1]
+    assert "lacks y (default 0.5)" in compatible
+    assert main([*argv, "--prior-defaults", "[1]"]) == 2
+    assert "--prior-defaults must be a JSON object" in capsys.readouterr().err
 
 
 def test_priors_on_a_journal_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

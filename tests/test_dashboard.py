@@ -315,7 +315,6 @@ def test_slices_cover_every_parameter_kind() -> None:
     from optuna.distributions import FloatDistribution
     from optuna.distributions import IntDistribution
 
-    from optuna_metabo._plots import _param_columns
     from optuna_metabo._plots import _slice_rows
     from optuna_metabo._search_space import SearchSpace
 
@@ -326,7 +325,7 @@ def test_slices_cover_every_parameter_kind() -> None:
             "c": CategoricalDistribution(["u", "v", "w"]),
         }
     )
-    columns = _param_columns(space)
+    columns = {name: space.columns_of(name) for name in space.distributions}
     assert [list(v) for v in columns.values()] == [[0], [1], [2, 3, 4]]
     center = space.encode({"a": 0.1, "b": 2, "c": "v"})
     assert center is not None

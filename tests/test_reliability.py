@@ -321,8 +321,9 @@ _VARIANTS: list[tuple[str, dict[str, BaseDistribution], str]] = [
     ("float-step", {**SPACE, "x": FloatDistribution(0.0, 1.0, step=0.1)}, "used"),
     ("int-instead-of-float", {**SPACE, "x": IntDistribution(0, 1)}, "used"),
     ("other-choices", {**SPACE, "kind": CategoricalDistribution(("a", "b", "d"))}, "used"),
-    ("missing-param", {k: v for k, v in SPACE.items() if k != "kind"}, "it lacks"),
-    ("numeric-for-categorical", {**SPACE, "kind": FloatDistribution(0, 1)}, "parameter 'kind'"),
+    ("missing-param", {k: v for k, v in SPACE.items() if k != "kind"}, "used"),
+    ("numeric-for-categorical", {**SPACE, "kind": FloatDistribution(0, 1)}, "used"),
+    ("shares-too-little", {"x": SPACE["x"]}, "it shares only 1 of the target's 3"),
     ("all-out-of-range", {**SPACE, "x": FloatDistribution(10.0, 20.0)}, "none of its trials"),
 ]
 
