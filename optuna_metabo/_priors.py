@@ -107,6 +107,8 @@ class EncodedPrior:
         unknown_columns: Columns of target parameters the study never tuned, without a
             default: the model learns the value the study held them at.
         match: How its parameters line up with the target's.
+        params: The parameters of a trial at each row, all of them (also those outside the
+            target space).
     """
 
     name: str
@@ -116,6 +118,7 @@ class EncodedPrior:
     n_total: int
     unknown_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     match: ParameterMatch = field(default_factory=ParameterMatch)
+    params: list[dict[str, Any]] = field(default_factory=list)
 
 
 def open_storage(storage: str | BaseStorage) -> BaseStorage:
@@ -489,19 +492,23 @@ def encode_task(
         return match
     held = {n: defaults[n] for n, how in match.lacked.items() if how == LACKED_DEFAULT}
     kept = set(match.shared) | {n for n, how in match.extra.items() if how == EXTRA_FIXED}
-    rows, values = [], []
+    rows, values, trial_params = [], [], []
     for params, value in zip(task.params, task.values):
         row = space.encode({**held, **{n: v for n, v in params.items() if n in kept}})
         if row is not None:
             rows.append(row)
             values.append(value)
+            trial_params.append(params)
     if not rows:
         return SkippedPrior(task.name, "none of its trials lies inside the target search space")
-    x, y = _merge_duplicates(np.array(rows), np.array(values))
+    x, y, first = _merge_duplicates(np.array(rows), np.array(values))
     keep = subsample_indices(y, max_trials, rng)
     unknown = [name for name, how in match.lacked.items() if how == LACKED_UNKNOWN]
     columns = np.concatenate([space.columns_of(n) for n in unknown] or [np.zeros(0, np.int64)])
-    return EncodedPrior(task.name, x[keep], y[keep], len(y), task.n_total, columns, match)
+    kept_params = [trial_params[first[i]] for i in keep]
+    return EncodedPrior(
+        task.name, x[keep], y[keep], len(y), task.n_total, columns, match, kept_params
+    )
 
 
 def parameter_handling(prior: EncodedPrior, prior_defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -527,15 +534,16 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _merge_duplicates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Averages the values of equal rows (NaN equal to NaN): ``(u, d)`` and ``(u,)``."""
+def _merge_duplicates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Averages the values of equal rows (NaN equal to NaN): the rows ``(u, d)``, their mean
+    values ``(u,)`` and the index of each one's first occurrence ``(u,)``."""
     absent = -7.0  # outside every encoded range, so it stands for NaN while rows are compared
     key = np.where(np.isnan(x), absent, np.round(x, 9))
-    unique_key, inverse = np.unique(key, axis=0, return_inverse=True)
+    unique_key, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     sums = np.bincount(inverse, weights=y, minlength=len(unique_key))
     counts = np.bincount(inverse, minlength=len(unique_key))
-    return np.where(unique_key == absent, np.nan, unique_key), sums / counts
+    return np.where(unique_key == absent, np.nan, unique_key), sums / counts, first
 
 
 def subsample_indices(y: np.ndarray, max_points: int, rng: np.random.RandomState) -> np.ndarray:

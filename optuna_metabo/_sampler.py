@@ -151,7 +151,7 @@ class MetaBOSampler(BaseSampler):
         )
         self._engine: ProposalEngine | None = None
         self._encoded_cache: tuple[Any, list[EncodedPrior], list[SkippedPrior]] | None = None
-        self._cold_start: dict[int, dict[str, Any]] = {}
+        self._prior_values: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._warn_independent_sampling = warn_independent_sampling
         self._summary: dict[str, Any] = {"used": [], "skipped": [], "task_similarity": {}}
@@ -197,10 +197,9 @@ class MetaBOSampler(BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         _check_single_objective(study)
-        if _n_finished(study) == 0 and self._loader.has_priors:
-            value = self._cold_start_params(study, trial).get(param_name, _MISSING)
-            if value is not _MISSING and _contains(param_distribution, value):
-                return value
+        value = self._prior_values_of(study, trial).get(param_name, _MISSING)
+        if value is not _MISSING and _contains(param_distribution, value):
+            return value
         if self._warn_independent_sampling and _n_finished(study) > 0:
             _logger.warning(
                 "Trial %d: parameter %r is outside the relative search space; it is sampled by "
@@ -289,6 +288,8 @@ class MetaBOSampler(BaseSampler):
             completed, running = _target_trials(study, trial)
             if not any(_params_of(t) == params for t in running):
                 break
+        if proposal.source == "prior_design":
+            self._remember_prior_values(trial, _prior_params_at(priors, space, proposal.x))
         self._dashboard.publish(study, trial, space, proposal, self._summary)
         return params
 
@@ -304,6 +305,23 @@ class MetaBOSampler(BaseSampler):
         fixed = fixed_parameter_space(tasks, self._fixed_params, list(search_space))
         return SearchSpace(search_space, conditions, fixed)
 
+    def _prior_values_of(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        """Values from a prior configuration for parameters outside the relative search space.
+
+        A prior-design trial takes the branch parameters the target has not seen yet from the
+        prior configuration it re-uses. A trial that starts before any target trial finished
+        takes all of them from the prior design (``_cold_start_params``).
+        """
+        first = trial._trial_id not in self._prior_values and _n_finished(study) == 0
+        if first and self._loader.has_priors:
+            return self._cold_start_params(study, trial)
+        return self._prior_values.get(trial._trial_id, {})
+
+    def _remember_prior_values(self, trial: FrozenTrial, params: dict[str, Any]) -> None:
+        if len(self._prior_values) >= 64:  # Only the latest few trials can still ask.
+            self._prior_values.pop(next(iter(self._prior_values)))
+        self._prior_values[trial._trial_id] = params
+
     def _cold_start_params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
         """The prior-design point of a trial that starts before any target trial finished.
 
@@ -312,13 +330,14 @@ class MetaBOSampler(BaseSampler):
         a prior whose bounds, log flag or choices differ never breaks the trial.
         """
         with self._lock:
-            if trial._trial_id not in self._cold_start:
+            if trial._trial_id not in self._prior_values:
                 space = self._prior_search_space(study)
                 params = self._suggest(study, trial, space) if space else {}
-                if len(self._cold_start) >= 64:  # Only the latest few trials can still ask.
-                    self._cold_start.pop(next(iter(self._cold_start)))
-                self._cold_start[trial._trial_id] = params
-            return self._cold_start[trial._trial_id]
+                # ``_suggest`` may have remembered the re-used prior's other parameters.
+                self._remember_prior_values(
+                    trial, {**self._prior_values.get(trial._trial_id, {}), **params}
+                )
+            return self._prior_values[trial._trial_id]
 
     def _prior_search_space(self, study: Study) -> dict[str, BaseDistribution]:
         """The space of the first trial, before the target has defined one: the parameters
@@ -536,6 +555,20 @@ def _params_of(trial: FrozenTrial) -> dict[str, Any]:
     if isinstance(stored, str) and not trial.state.is_finished():
         params = {**json.loads(stored), **params}
     return params
+
+
+def _prior_params_at(
+    priors: list[EncodedPrior], space: SearchSpace, x: np.ndarray
+) -> dict[str, Any]:
+    """The parameters outside ``space`` of the prior configuration that ``x`` ``(d,)`` re-uses
+    (the closest on the columns the prior has), or nothing if no prior has one."""
+    best: tuple[float, dict[str, Any]] = (math.inf, {})
+    for prior in priors:
+        distance = np.nanmax(np.abs(prior.x - x[None, :]), axis=1, initial=0.0)  # (n,)
+        i = int(np.argmin(distance))
+        if distance[i] < best[0]:
+            best = (float(distance[i]), prior.params[i])
+    return {k: v for k, v in best[1].items() if k not in space.distributions}
 
 
 def _encode_trials(
