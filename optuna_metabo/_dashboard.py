@@ -305,6 +305,7 @@ def transfer_note(
             )
     else:
         lines.append("None: MetaBOSampler runs as a plain GP sampler.")
+    lines += _parameter_differences(used)
     lines += ["", f"### Prior studies skipped ({len(skipped)})", ""]
     if skipped:
         lines += [f"- **{_md(s['study_name'])}**: {_md(str(s['reason']))}" for s in skipped]
@@ -335,6 +336,29 @@ def transfer_note(
         "prediction ±2σ; early `prior_design` trials near the final best mean the priors helped.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _parameter_differences(used: list[Mapping[str, Any]]) -> list[str]:
+    """Markdown lines on the parameters each used prior lacked or had extra, and their handling."""
+    rows = []
+    for u in used:
+        for name, how in u.get("lacked", {}).items():
+            if how["handling"] == "default":
+                handled = f"held at `{how['value']!r}` (prior_defaults)"
+            else:
+                learned = how.get("learned_value")
+                shown = _fmt(learned) if isinstance(learned, (int, float)) else repr(learned)
+                handled = "unknown: the value it was held at is learned" + (
+                    f" (now ≈ `{shown}`)" if learned is not None else ""
+                )
+            rows.append(f"| {_md(u['study_name'])} | lacks `{_md(name)}` | {handled} |")
+        for name, how in u.get("extra", {}).items():
+            handled = "model input at the target's fixed value" if how == "fixed_params" else how
+            rows.append(f"| {_md(u['study_name'])} | also tuned `{_md(name)}` | {handled} |")
+    if not rows:
+        return []
+    header = ["", "### Parameters that differ from the target's", ""]
+    return header + ["| prior study | parameter | handling |", "|---|---|---|", *rows]
 
 
 def _md(text: str) -> str:

@@ -167,20 +167,46 @@ def _fit_subset(data: TrainingData, max_points: int) -> np.ndarray:
 
 
 def _prior_candidates(
-    model: ICMGaussianProcess, data: TrainingData, per_task: int, space: SearchSpace
+    model: ICMGaussianProcess,
+    data: TrainingData,
+    per_task: int,
+    space: SearchSpace,
+    rng: np.random.RandomState,
 ) -> np.ndarray:
     """The ``per_task`` best configurations of each prior task, clipped and snapped: ``(k, d)``.
 
     A coordinate the prior never tuned takes its learned value (the model's filled inputs).
+    Where the target holds parameters fixed (``fixed_params``), snapping moves the prior's
+    configurations onto the fixed value, where they need not be good; each prior task then
+    also offers the minimizer of its posterior mean at the fixed value.
     """
     filled = model.x.detach().cpu().numpy()[: len(data.y)]  # (n, d)
     rows = []
     for t in range(data.n_tasks - 1):
         index = np.flatnonzero(data.task == t)
-        rows.append(filled[index[np.argsort(data.y[index], kind="stable")[:per_task]]])
+        best = space.snap(np.clip(filled[index[np.argsort(data.y[index])[:per_task]]], 0, 1))
+        rows.append(best)
+        if len(space.fixed_columns):
+            rows.append(_prior_mean_minimizer(ConditionalView(model, space), t, best, space, rng))
     if not rows:
         return np.zeros((0, space.dim))
-    return np.unique(space.snap(np.clip(np.concatenate(rows), 0.0, 1.0)), axis=0)
+    return np.unique(np.concatenate(rows), axis=0)
+
+
+def _prior_mean_minimizer(
+    model: ConditionalView,
+    task: int,
+    starts: np.ndarray,
+    space: SearchSpace,
+    rng: np.random.RandomState,
+) -> np.ndarray:
+    """The point of ``space`` where prior ``task``'s posterior mean is lowest: ``(1, d)``."""
+
+    def negative_mean(x: torch.Tensor) -> torch.Tensor:
+        return -model.posterior(x, task)[0]
+
+    x, _ = optimize_acquisition(negative_mean, space, starts, rng, n_sobol=64, n_local=2)
+    return x[None, :]
 
 
 _RANK_AGREEMENT = 0.75
@@ -421,7 +447,7 @@ class ProposalEngine:
             similarity = {p.name: float(correlations[i]) for i, p in enumerate(priors)}
             held = _held_values(model, priors)
             candidates = _prior_candidates(
-                model, data, self.settings.n_candidates_per_prior, space
+                model, data, self.settings.n_candidates_per_prior, space, rng
             )
             alone = self._target_only_model(priors, model, data, target_x, target_y)
             if alone is not None:

@@ -91,12 +91,14 @@ def _separating_condition(
     with_child: Sequence[Mapping[str, Any]],
     without: Sequence[Mapping[str, Any]],
 ) -> Condition | None:
-    """``parent``'s choices under which the child appears, if they never appear without it."""
+    """``parent``'s choices under which the child appears, if they never appear without it and
+    the parent has also been seen with a choice that leaves the child out (so that a sibling
+    that always comes with the child is not mistaken for its parent)."""
     if any(parent not in p for p in with_child):
         return None
     on = {_choice_index(dist, p[parent]) for p in with_child}
     off = {_choice_index(dist, p[parent]) for p in without if parent in p}
-    if None in on or on & off:
+    if None in on or not off or on & off:  # a parent must have been seen switching it off
         return None
     return Condition(
         parent, tuple(dist.choices[i] for i in sorted(i for i in on if i is not None))
