@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 import sys
 import time
+from typing import Any
 import zlib
 
 import numpy as np
@@ -31,6 +32,7 @@ from benchmarks import DEFAULT_STORAGE
 from benchmarks.problems import get_problem
 from benchmarks.problems import Problem
 from benchmarks.problems import problem_names
+from benchmarks.problems.base import MidpointTrial
 from benchmarks.samplers import DEFAULT_SAMPLERS
 from benchmarks.samplers import PriorContext
 from benchmarks.samplers import SAMPLERS
@@ -228,7 +230,12 @@ def run_one(key: RunKey, protocol: Protocol, storage: str | BaseStorage) -> str:
         for task in tasks:
             ensure_prior(key.problem, task, key.seed, protocol, storage)
     priors = PriorContext(
-        names, storage, problem.direction, problem.prior_defaults(), problem.fixed_params()
+        names,
+        storage,
+        problem.direction,
+        problem.prior_defaults(),
+        problem.fixed_params(),
+        held_midpoints(problem),
     )
     start = time.perf_counter()
     sampler = TimedSampler(spec.factory(key.seed, priors))
@@ -269,6 +276,17 @@ def _safe_prior(args: tuple[str, str, int, Protocol, str]) -> str:
         return f"prior {ensure_prior(*args)}"
     except Exception as exc:
         return f"FAILED prior {args[:3]}: {type(exc).__name__}: {exc}"
+
+
+def held_midpoints(problem: Problem) -> dict[str, Any]:
+    """The middle of the target's range for each parameter the priors held (a naive guess).
+
+    Args:
+        problem: The problem.
+    """
+    trial = MidpointTrial()
+    problem.suggest(trial)
+    return {k: v for k, v in trial.params.items() if k in problem.prior_defaults()}
 
 
 def resolve_targets(problem: Problem, targets: str | Sequence[str] | None) -> list[str]:

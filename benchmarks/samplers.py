@@ -39,6 +39,7 @@ class PriorContext:
         direction: Optimization direction shared by priors and target.
         prior_defaults: Values at which the priors held parameters that the target tunes.
         fixed_params: Values at which the target holds parameters that the priors tuned.
+        held_midpoints: The middle of the target's range for each held parameter.
     """
 
     names: list[str]
@@ -46,6 +47,7 @@ class PriorContext:
     direction: str = "minimize"
     prior_defaults: dict[str, Any] = field(default_factory=dict)
     fixed_params: dict[str, Any] = field(default_factory=dict)
+    held_midpoints: dict[str, Any] = field(default_factory=dict)
 
     def studies(self) -> list[optuna.Study]:
         """Load the prior studies."""
@@ -185,19 +187,6 @@ def _metabo_check() -> str | None:
     return None
 
 
-def _metabo_informed_check() -> str | None:
-    reason = _metabo_check()
-    if reason is None:
-        import inspect
-
-        from optuna_metabo import MetaBOSampler
-
-        params = inspect.signature(MetaBOSampler).parameters
-        if not {"prior_defaults", "fixed_params"} <= set(params):
-            reason = "MetaBOSampler takes no prior_defaults/fixed_params arguments yet"
-    return reason
-
-
 def _metabo(**kwargs: Any) -> Callable[[int, PriorContext], BaseSampler]:
     def factory(seed: int, priors: PriorContext) -> BaseSampler:
         from optuna_metabo import MetaBOSampler
@@ -216,6 +205,17 @@ def _metabo_informed(seed: int, priors: PriorContext) -> BaseSampler:
         seed=seed,
         prior_defaults=priors.prior_defaults or None,
         fixed_params=priors.fixed_params or None,
+    )
+
+
+def _metabo_midpoint(seed: int, priors: PriorContext) -> BaseSampler:
+    from optuna_metabo import MetaBOSampler
+
+    return MetaBOSampler(
+        priors.names,
+        prior_storage=priors.storage,
+        seed=seed,
+        prior_defaults=priors.held_midpoints or None,
     )
 
 
@@ -279,7 +279,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     ),
     "metabo_informed": SamplerSpec(
         _metabo_informed,
-        check=_metabo_informed_check,
+        check=_metabo_check,
         uses_priors=True,
         description="MetaBOSampler told the priors' held values (prior_defaults, fixed_params)",
     ),
@@ -294,6 +294,13 @@ SAMPLERS: dict[str, SamplerSpec] = {
         check=_metabo_check,
         uses_priors=True,
         description="MetaBOSampler with a rank-2 task covariance",
+    ),
+    "metabo_midpoint": SamplerSpec(
+        _metabo_midpoint,
+        check=_metabo_check,
+        uses_priors=True,
+        description="MetaBOSampler told that the priors held each missing parameter at the "
+        "middle of its target range (a naive guess instead of the learned value)",
     ),
     "metabo_noprior": SamplerSpec(
         _metabo_no_prior,

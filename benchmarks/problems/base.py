@@ -59,6 +59,33 @@ class RandomTrial:
         return value
 
 
+class MidpointTrial(RandomTrial):
+    """A stand-in trial that answers every suggestion with the middle of its range (in log
+    scale for log parameters; the first choice of a categorical), to read a space's centre."""
+
+    def __init__(self) -> None:
+        super().__init__(np.random.default_rng(0))
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None
+    ) -> float:
+        """The midpoint of ``[low, high]``."""
+        value = math.sqrt(low * high) if log else 0.5 * (low + high)
+        self.params[name] = float(value)
+        return float(value)
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        """The integer nearest the midpoint."""
+        value = int(round(math.sqrt(low * high) if log else 0.5 * (low + high)))
+        self.params[name] = value
+        return value
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        """The first choice."""
+        self.params[name] = choices[0]
+        return choices[0]
+
+
 class HoldingTrial:
     """Proxy of a trial that returns held values instead of suggesting those parameters.
 
