@@ -146,7 +146,9 @@ def test_conditional_target_space_is_modelled_not_sampled_at_random(
     tree = [t for t in late if t.params["model"] == "tree"]
     assert tree, "the better branch is found"
     best = study.best_trial.params
-    assert best["model"] == "tree" and abs(best["depth"] - 7) <= 1 and abs(best["leaf"] - 0.3) < 0.1
+    assert (
+        best["model"] == "tree" and abs(best["depth"] - 7) <= 1 and abs(best["leaf"] - 0.3) < 0.1
+    )
 
 
 def test_priors_of_a_conditional_space_inform_every_branch() -> None:
