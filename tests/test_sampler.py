@@ -141,21 +141,6 @@ def test_multi_objective_target_is_a_clear_error() -> None:
         study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
 
 
-def test_conditional_parameters_go_to_the_independent_sampler() -> None:
-    sampler = MetaBOSampler(seed=0, n_startup_trials=2, warn_independent_sampling=False)
-
-    def objective(trial: optuna.Trial) -> float:
-        kind = trial.suggest_categorical("kind", ["a", "b"])
-        x = trial.suggest_float("x", 0, 1)
-        extra = trial.suggest_float(f"extra_{kind}", 0, 1)
-        return x + extra
-
-    study = optuna.create_study(sampler=sampler)
-    study.optimize(objective, n_trials=6)
-    assert len(study.trials) == 6
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-
-
 def test_transfer_beats_no_transfer_after_five_trials() -> None:
     regrets: dict[str, list[float]] = {"transfer": [], "plain": []}
     for seed in range(3):
