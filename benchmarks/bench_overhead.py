@@ -9,6 +9,7 @@ Usage::
 
     python -m benchmarks.bench_overhead --n-priors 10 --prior-trials 50 --budget 40 --seeds 3
     python -m benchmarks.bench_overhead --n-priors 50 --prior-trials 100 --budget 40 --seeds 1
+    python -m benchmarks.bench_overhead --grown --seeds 3   # priors lack one target parameter
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import numpy as np
 import optuna
 
 
-def _objective(shift: np.ndarray, scale: float) -> Any:
+def _objective(shift: np.ndarray, scale: float, held_lr: float | None = None) -> Any:
     def objective(trial: optuna.Trial) -> float:
         x = np.array([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(5)])
-        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        lr = held_lr if held_lr is not None else trial.suggest_float("lr", 1e-4, 1e-1, log=True)
         layers = trial.suggest_int("layers", 1, 5)
         value = float(((x - 0.3 - shift[:5]) ** 2).sum())
         value += (np.log10(lr) + 2.5 + shift[5]) ** 2 + 0.1 * (layers - 3) ** 2
@@ -50,7 +51,9 @@ def _timed(sampler: optuna.samplers.BaseSampler) -> tuple[optuna.samplers.BaseSa
     return sampler, seconds
 
 
-def run(n_priors: int, prior_trials: int, budget: int, seed: int) -> dict[str, float]:
+def run(
+    n_priors: int, prior_trials: int, budget: int, seed: int, grown: bool = False
+) -> dict[str, float]:
     from optuna_metabo import MetaBOSampler
 
     rng = np.random.RandomState(seed)
@@ -62,7 +65,8 @@ def run(n_priors: int, prior_trials: int, budget: int, seed: int) -> dict[str, f
         prior = optuna.create_study(
             storage=storage, study_name=name, sampler=optuna.samplers.TPESampler(seed=i)
         )
-        prior.optimize(_objective(shift, rng.uniform(0.5, 2.0)), n_trials=prior_trials)
+        held = 1e-3 if grown else None
+        prior.optimize(_objective(shift, rng.uniform(0.5, 2.0), held), n_trials=prior_trials)
         names.append(name)
     target = _objective(rng.uniform(-0.1, 0.1, size=6), 1.0)
     result = {}
@@ -85,9 +89,17 @@ def main() -> None:
     parser.add_argument("--prior-trials", type=int, default=50)
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--grown",
+        action="store_true",
+        help="the priors held lr at 1e-3 (a grown space: MetaBO learns the held value)",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rows = [run(args.n_priors, args.prior_trials, args.budget, s) for s in range(args.seeds)]
+    rows = [
+        run(args.n_priors, args.prior_trials, args.budget, s, args.grown)
+        for s in range(args.seeds)
+    ]
     for seed, row in enumerate(rows):
         print(
             f"seed {seed}: MetaBO {row['metabo']:.3f} s/trial, GPSampler {row['gp']:.3f} s/trial,"
