@@ -32,12 +32,14 @@ def _priors(storage: Any) -> None:
         study = optuna.create_study(
             storage=storage, study_name=f"p{i}", sampler=optuna.samplers.TPESampler(seed=i)
         )
-        study.optimize(
-            lambda t, s=shift: _value(
-                s, t.suggest_float("a", 0, 1), HELD, t.suggest_float("c", 0, 1)
-            ),
-            n_trials=30,
-        )
+        study.optimize(_prior_objective(shift), n_trials=30)
+
+
+def _prior_objective(shift: float) -> Any:
+    def objective(trial: optuna.Trial) -> float:
+        return _value(shift, trial.suggest_float("a", 0, 1), HELD, trial.suggest_float("c", 0, 1))
+
+    return objective
 
 
 def _target(trial: optuna.Trial) -> float:
@@ -58,7 +60,7 @@ def main() -> None:
     for seed in range(args.seeds):
         storage = optuna.storages.InMemoryStorage()
         _priors(storage)
-        variants = {
+        variants: dict[str, dict[str, Any]] = {
             "learned held value": dict(prior_storage=storage),
             "prior_defaults={'b': 0.25}": dict(prior_storage=storage, prior_defaults={"b": HELD}),
             "no priors": {},
@@ -67,7 +69,7 @@ def main() -> None:
             sampler = MetaBOSampler(seed=seed, dashboard_every_n_trials=None, **kwargs)
             study = optuna.create_study(sampler=sampler)
             study.optimize(_target, n_trials=max(BUDGETS))
-            best = np.minimum.accumulate([float(t.value) for t in study.trials])
+            best = np.minimum.accumulate([t.values[0] for t in study.trials])
             curves.setdefault(label, []).append(best[[b - 1 for b in BUDGETS]])
             if label == "learned held value":
                 learned.append(sampler.prior_summary()["used"][0]["lacked"]["b"]["learned_value"])
