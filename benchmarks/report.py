@@ -184,6 +184,36 @@ def regret_table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def paired_table(runs: list[Run], reference: str = "metabo") -> str:
+    """Paired differences ``reference - other`` in regret, mean ± SE over shared instances.
+
+    A negative mean favours ``reference``; ``*`` marks a difference of at least two standard
+    errors either way.
+
+    Args:
+        runs: Runs of one group.
+        reference: The sampler every other one is compared with.
+    """
+    budgets = _budgets(runs)
+    instances = [i for i in _instances(runs).values() if reference in i]
+    others = [s for s in _order({r.sampler for r in runs}) if s != reference]
+    lines = [f"| {reference} minus | pairs | " + " | ".join(f"n={b}" for b in budgets) + " |"]
+    lines.append("|---|---:|" + "---:|" * len(budgets))
+    for other in others:
+        pairs = [i for i in instances if other in i]
+        if len(pairs) < 2:
+            continue
+        diff = np.array(
+            [[i[reference].regret[b - 1] - i[other].regret[b - 1] for b in budgets] for i in pairs]
+        )
+        mean, se = diff.mean(axis=0), diff.std(axis=0, ddof=1) / math.sqrt(len(pairs))
+        cells = [
+            _fmt(m, e) + (" *" if abs(m) >= 2 * e and m != 0 else "") for m, e in zip(mean, se)
+        ]
+        lines.append(f"| {other} | {len(pairs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _instances(runs: list[Run]) -> dict[tuple[str, str, int], dict[str, Run]]:
     inst: dict[tuple[str, str, int], dict[str, Run]] = defaultdict(dict)
     for run in runs:
@@ -482,6 +512,8 @@ def build_report(
         md += [f"Protocol `{sub[0].protocol}`; targets {', '.join(targets)}; seeds {seeds}.", ""]
         md += [f"![normalized regret, {group}]({png.name})", ""]
         md += ["Mean normalized regret ± SE:", "", regret_table(sub), ""]
+        if any(r.sampler == "metabo" for r in sub):
+            md += ["Paired differences (`*`: at least 2 SE):", "", paired_table(sub), ""]
         md += ["Average rank:", "", rank_table(sub), ""]
         md += ["Trials to reach each baseline's final regret:", "", reach_table(sub), ""]
         md += [f"Prior reuse floor: {REUSE_FLOOR}", "", reuse_floor_table(sub, storage), ""]
