@@ -284,9 +284,12 @@ def held_midpoints(problem: Problem) -> dict[str, Any]:
     Args:
         problem: The problem.
     """
+    held = problem.prior_defaults()
+    if not held:  # nothing held; some problems (digits_cnn) define no ``suggest`` either
+        return {}
     trial = MidpointTrial()
     problem.suggest(trial)
-    return {k: v for k, v in trial.params.items() if k in problem.prior_defaults()}
+    return {k: v for k, v in trial.params.items() if k in held}
 
 
 def resolve_targets(problem: Problem, targets: str | Sequence[str] | None) -> list[str]:

@@ -196,27 +196,24 @@ def _metabo(**kwargs: Any) -> Callable[[int, PriorContext], BaseSampler]:
     return factory
 
 
-def _metabo_informed(seed: int, priors: PriorContext) -> BaseSampler:
-    from optuna_metabo import MetaBOSampler
+def _metabo_told(
+    what: Callable[[PriorContext], dict[str, Any]],
+) -> Callable[[int, PriorContext], BaseSampler]:
+    """MetaBOSampler with keyword arguments taken from the run's prior context."""
 
-    return MetaBOSampler(
-        priors.names,
-        prior_storage=priors.storage,
-        seed=seed,
-        prior_defaults=priors.prior_defaults or None,
-        fixed_params=priors.fixed_params or None,
-    )
+    def factory(seed: int, priors: PriorContext) -> BaseSampler:
+        from optuna_metabo import MetaBOSampler
+
+        kwargs: dict[str, Any] = {k: v or None for k, v in what(priors).items()}
+        return MetaBOSampler(priors.names, prior_storage=priors.storage, seed=seed, **kwargs)
+
+    return factory
 
 
-def _metabo_midpoint(seed: int, priors: PriorContext) -> BaseSampler:
-    from optuna_metabo import MetaBOSampler
-
-    return MetaBOSampler(
-        priors.names,
-        prior_storage=priors.storage,
-        seed=seed,
-        prior_defaults=priors.held_midpoints or None,
-    )
+_metabo_informed = _metabo_told(
+    lambda p: {"prior_defaults": p.prior_defaults, "fixed_params": p.fixed_params}
+)
+_metabo_midpoint = _metabo_told(lambda p: {"prior_defaults": p.held_midpoints})
 
 
 def _metabo_no_prior(seed: int, priors: PriorContext) -> BaseSampler:
