@@ -214,6 +214,28 @@ def paired_table(runs: list[Run], reference: str = "metabo") -> str:
     return "\n".join(lines)
 
 
+def ratio_table(runs: list[Run], baseline: str = "gp") -> str:
+    """Each sampler's mean regret divided by ``baseline``'s at each budget.
+
+    Args:
+        runs: Runs of one group.
+        baseline: The sampler in the denominator.
+    """
+    budgets = _budgets(runs)
+
+    def means(sampler: str) -> np.ndarray:
+        mat = np.array([r.regret[: budgets[-1]] for r in runs if r.sampler == sampler])
+        return mat[:, [b - 1 for b in budgets]].mean(axis=0)
+
+    base = means(baseline)
+    lines = [f"| sampler / {baseline} | " + " | ".join(f"n={b}" for b in budgets) + " |"]
+    lines.append("|---|" + "---:|" * len(budgets))
+    for sampler in _order({r.sampler for r in runs if r.sampler != baseline}):
+        ratio = means(sampler) / np.maximum(base, 1e-12)
+        lines.append(f"| {sampler} | " + " | ".join(f"{v:.2f}" for v in ratio) + " |")
+    return "\n".join(lines)
+
+
 def _instances(runs: list[Run]) -> dict[tuple[str, str, int], dict[str, Run]]:
     inst: dict[tuple[str, str, int], dict[str, Run]] = defaultdict(dict)
     for run in runs:
@@ -514,6 +536,8 @@ def build_report(
         md += ["Mean normalized regret ± SE:", "", regret_table(sub), ""]
         if any(r.sampler == "metabo" for r in sub):
             md += ["Paired differences (`*`: at least 2 SE):", "", paired_table(sub), ""]
+        if any(r.sampler == "gp" for r in sub):
+            md += ["Mean regret relative to GPSampler:", "", ratio_table(sub), ""]
         md += ["Average rank:", "", rank_table(sub), ""]
         md += ["Trials to reach each baseline's final regret:", "", reach_table(sub), ""]
         md += [f"Prior reuse floor: {REUSE_FLOOR}", "", reuse_floor_table(sub, storage), ""]
