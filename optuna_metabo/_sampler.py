@@ -22,13 +22,13 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_metabo._dashboard import DashboardPublisher
+from optuna_metabo._prior_studies import PriorLoader
+from optuna_metabo._prior_studies import PriorSpec
 from optuna_metabo._priors import encode_task
 from optuna_metabo._priors import EncodedPrior
 from optuna_metabo._priors import fixed_parameter_space
 from optuna_metabo._priors import LACKED_UNKNOWN
 from optuna_metabo._priors import parameter_handling
-from optuna_metabo._priors import PriorLoader
-from optuna_metabo._priors import PriorSpec
 from optuna_metabo._priors import PriorTask
 from optuna_metabo._priors import SkippedPrior
 from optuna_metabo._search_space import SearchSpace

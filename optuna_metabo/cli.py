@@ -117,11 +117,11 @@ def _json_mapping(option: str, text: str | None) -> dict[str, Any]:
 def _priors(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
-    from optuna_metabo._priors import open_storage
+    from optuna_metabo._prior_studies import usable_trials
     from optuna_metabo._priors import PriorTask
-    from optuna_metabo._priors import resolve_study_names
     from optuna_metabo._priors import SkippedPrior
-    from optuna_metabo._priors import usable_trials
+    from optuna_metabo._storages import open_storage
+    from optuna_metabo._storages import resolve_study_names
 
     storage = open_storage(args.storage)
     names = resolve_study_names(storage, None)
@@ -345,9 +345,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def _redact(url: str) -> str:
-    from optuna_metabo._priors import _redact as redact
+    from optuna_metabo._storages import redact_url
 
-    return redact(url)
+    return redact_url(url)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -427,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: Arguments without the program name (defaults to ``sys.argv[1:]``).
     """
-    from optuna_metabo._priors import PriorStudyError
+    from optuna_metabo._storages import PriorStudyError
 
     parser = build_parser()
     try:

@@ -1,0 +1,175 @@
+"""Reading prior studies: which ones, when to read them again, and which trials are usable.
+
+Prior studies are only ever read: nothing here calls a storage method that writes (see
+``_storages`` for how storages are opened).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+import logging
+import math
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from optuna_metabo._priors import PriorTask
+from optuna_metabo._priors import SkippedPrior
+from optuna_metabo._storages import open_storage
+from optuna_metabo._storages import PriorStudyError
+from optuna_metabo._storages import resolve_study_names
+from optuna_metabo._storages import storage_identity
+
+
+_logger = logging.getLogger(__name__)
+
+PriorSpec = str | optuna.Study
+
+
+@dataclass
+class _CachedRead:
+    """One read of a prior study and what is needed to tell whether it is still current."""
+
+    n_trials: int
+    has_unfinished: bool
+    result: PriorTask | SkippedPrior
+
+
+class PriorLoader:
+    """Loads prior studies once and reloads a study only when it gained trials.
+
+    Which studies are priors (names, globs, or every study of the storage) is resolved at the
+    first load: listing a large storage every trial costs more than the GP. Whether a study
+    gained trials is one indexed lookup (does trial number ``n`` exist?), so a finished prior
+    study is never read twice; a study read while it had running trials is read again.
+
+    Args:
+        prior_studies: Study objects, names or glob patterns; None means all studies in
+            ``prior_storage``.
+        prior_storage: Where named studies live.
+    """
+
+    def __init__(
+        self,
+        prior_studies: Sequence[PriorSpec] | None,
+        prior_storage: str | BaseStorage | None,
+    ) -> None:
+        if isinstance(prior_studies, (str, optuna.Study)):
+            prior_studies = [prior_studies]
+        self._specs = list(prior_studies) if prior_studies is not None else None
+        self._storage_spec = prior_storage
+        if prior_storage is None and any(isinstance(s, str) for s in self._specs or []):
+            raise PriorStudyError("Prior studies given by name need prior_storage=URL.")
+        self._storage: BaseStorage | None = None
+        self._handles: list[tuple[BaseStorage, int, str]] | None = None
+        self._cache: dict[tuple[int, int], _CachedRead] = {}  # by (id(storage), study_id)
+
+    @property
+    def has_priors(self) -> bool:
+        return self._specs is None and self._storage_spec is not None or bool(self._specs)
+
+    def load(
+        self, target_name: str | None, target_storage: BaseStorage | None = None
+    ) -> tuple[list[PriorTask], list[SkippedPrior]]:
+        """Returns the usable prior tasks and the skipped ones, excluding the target study.
+
+        Args:
+            target_name: Name of the target study.
+            target_storage: Its storage. A prior with the target's name in the same storage
+                (same object, database URL or journal file) is the target itself and is
+                skipped; a namesake in another storage is a prior like any other. Without a
+                storage, any prior with the target's name is skipped.
+        """
+        tasks: list[PriorTask] = []
+        skipped: list[SkippedPrior] = []
+        target_key = storage_identity(target_storage) if target_storage is not None else None
+        for storage, study_id, name in self._study_handles():
+            same_storage = target_key is None or storage_identity(storage) == target_key
+            if name == target_name and same_storage:
+                skipped.append(SkippedPrior(name, "it is the target study itself"))
+                continue
+            result = self._load_cached(storage, study_id, name)
+            (tasks if isinstance(result, PriorTask) else skipped).append(result)  # type: ignore[arg-type]
+        return tasks, skipped
+
+    def _study_handles(self) -> list[tuple[BaseStorage, int, str]]:
+        if self._handles is None:
+            self._handles = self._resolve_handles()
+        return self._handles
+
+    def _resolve_handles(self) -> list[tuple[BaseStorage, int, str]]:
+        handles = []
+        string_specs = [s for s in self._specs or [] if isinstance(s, str)]
+        if self._storage_spec is not None and (self._specs is None or string_specs):
+            if self._storage is None:
+                self._storage = open_storage(self._storage_spec)
+            names = resolve_study_names(self._storage, string_specs if self._specs else None)
+            for name in names:
+                handles.append((self._storage, self._storage.get_study_id_from_name(name), name))
+        for spec in self._specs or []:
+            if isinstance(spec, optuna.Study):
+                handles.append((spec._storage, spec._study_id, spec.study_name))
+        return handles
+
+    def _load_cached(
+        self, storage: BaseStorage, study_id: int, name: str
+    ) -> PriorTask | SkippedPrior:
+        key = (id(storage), study_id)  # The handles keep the storages alive, so ids are stable.
+        cached = self._cache.get(key)
+        if cached is not None and not _may_have_changed(storage, study_id, cached):
+            return cached.result
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        directions = storage.get_study_directions(study_id)
+        read = _CachedRead(
+            len(trials),
+            any(not t.state.is_finished() for t in trials),
+            usable_trials(name, directions, trials),
+        )
+        if isinstance(read.result, SkippedPrior):
+            _logger.warning("Skipping prior study %r: %s.", name, read.result.reason)
+        self._cache[key] = read
+        return read.result
+
+
+def _may_have_changed(storage: BaseStorage, study_id: int, cached: _CachedRead) -> bool:
+    """Whether a study may differ from ``cached``: it had running trials, or gained one."""
+    if cached.has_unfinished:
+        return True
+    try:
+        storage.get_trial_id_from_study_id_trial_number(study_id, cached.n_trials)
+    except KeyError:
+        return False
+    return True
+
+
+def usable_trials(
+    name: str, directions: Sequence[StudyDirection], trials: Sequence[FrozenTrial]
+) -> PriorTask | SkippedPrior:
+    """The completed, finite trials of a single-objective study, or why there are none.
+
+    Args:
+        name: The study name, for messages.
+        directions: The study's directions.
+        trials: All its trials, of any state.
+    """
+    if len(directions) != 1:
+        return SkippedPrior(name, f"it is multi-objective ({len(directions)} objectives)")
+    sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
+    params, values = [], []
+    distributions: dict[str, BaseDistribution] = {}
+    for trial in trials:
+        value = trial.values[0] if trial.state == TrialState.COMPLETE and trial.values else None
+        if value is None or not math.isfinite(value):
+            continue
+        params.append(trial.params)
+        values.append(sign * value)
+        distributions.update(trial.distributions)
+    if not values:
+        return SkippedPrior(name, "it has no completed trial with a finite value")
+    return PriorTask(name, params, np.asarray(values), len(trials), distributions)
