@@ -92,19 +92,20 @@ def storage_identity(storage: BaseStorage) -> str:
     Args:
         storage: Any Optuna storage, possibly wrapped in Optuna's cache layer.
     """
-    inner = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDB storage.
+    # _CachedStorage wraps an RDB storage in ``_backend``; JournalStorage keeps its file or
+    # Redis backend there.
+    inner = getattr(storage, "_backend", storage)
     url = getattr(inner, "url", None)
     if isinstance(url, str):
         if url.startswith("sqlite:///"):
             return "sqlite:///" + os.path.abspath(url[len("sqlite:///") :].split("?")[0])
         return url
-    backend = getattr(inner, "_backend", None)  # JournalStorage holds its backend here.
-    path = getattr(backend, "_file_path", None)
+    path = getattr(inner, "_file_path", None)
     if isinstance(path, str):
         return "journal:" + os.path.abspath(path)
-    redis_url = getattr(backend, "_url", None)
+    redis_url = getattr(inner, "_url", None)
     if isinstance(redis_url, str):
-        return "redis:" + redis_url
+        return f"redis:{redis_url}|{getattr(inner, '_prefix', '')}"
     return f"object:{id(inner)}"
 
 

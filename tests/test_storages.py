@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalStorage
 import pytest
 
 from optuna_metabo._storages import open_storage
@@ -42,6 +44,10 @@ def test_same_file_same_identity_whatever_the_path_spelling(
     other = tmp_path / "b.db"
     optuna.create_study(storage=f"sqlite:///{other}")
     assert storage_identity(open_storage(f"sqlite:///{other}")) != storage_identity(relative)
+    journal = tmp_path / "j.log"
+    JournalStorage(JournalFileBackend(str(journal)))
+    for spelling in ("j.log", f"journal://{journal}"):  # journal:///tmp/...
+        assert storage_identity(open_storage(spelling)) == f"journal:{journal}"
     memory = optuna.storages.InMemoryStorage()
     assert storage_identity(memory) == storage_identity(memory)
     assert storage_identity(memory) != storage_identity(optuna.storages.InMemoryStorage())
