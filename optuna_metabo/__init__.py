@@ -1,10 +1,10 @@
 """optuna-metabo: a multi-task GP sampler that transfers from prior Optuna studies."""
 
 from optuna_metabo._sampler import MetaBOSampler
-from optuna_metabo._sampler import USER_ATTR_ACQUISITION
-from optuna_metabo._sampler import USER_ATTR_PREDICTED_MEAN
-from optuna_metabo._sampler import USER_ATTR_PREDICTED_STD
-from optuna_metabo._sampler import USER_ATTR_SOURCE
+from optuna_metabo._trial_attrs import USER_ATTR_ACQUISITION
+from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_MEAN
+from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_STD
+from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
 
 
 __all__ = [

@@ -38,6 +38,7 @@ from optuna_metabo._plots import history_figure
 from optuna_metabo._plots import ModelView
 from optuna_metabo._plots import similarity_figure
 from optuna_metabo._plots import slice_figures
+from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
 
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ def _source_counts(study: Study) -> dict[str, int]:
     counts: dict[str, int] = {}
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     for t in study._get_trials(deepcopy=False, states=states, use_cache=True):
-        source = str(t.user_attrs.get("metabo:source", "unknown"))
+        source = str(t.user_attrs.get(USER_ATTR_SOURCE, "unknown"))
         counts[source] = counts.get(source, 0) + 1
     return counts
 

@@ -19,6 +19,17 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_metabo._trial_attrs import SOURCE_FALLBACK
+from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
+from optuna_metabo._trial_attrs import SOURCE_MODEL
+from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
+from optuna_metabo._trial_attrs import SOURCE_STARTUP
+from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
+from optuna_metabo._trial_attrs import SOURCES
+from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_MEAN
+from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_STD
+from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
+
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -31,14 +42,13 @@ MAX_SLICE_PARAMS = 8
 SLICE_PARAMS_PER_FIGURE = 4
 SLICE_POINTS = 50
 _LOG_EI_RANGE = 30.0
-_SOURCES = ("prior_design", "model", "target_model", "startup", "independent", "fallback")
 _SOURCE_COLORS = {
-    "prior_design": "#ff7f0e",
-    "model": "#1f77b4",
-    "target_model": "#17becf",
-    "startup": "#7f7f7f",
-    "independent": "#9467bd",
-    "fallback": "#d62728",
+    SOURCE_PRIOR_DESIGN: "#ff7f0e",
+    SOURCE_MODEL: "#1f77b4",
+    SOURCE_TARGET_MODEL: "#17becf",
+    SOURCE_STARTUP: "#7f7f7f",
+    SOURCE_INDEPENDENT: "#9467bd",
+    SOURCE_FALLBACK: "#d62728",
 }
 # A small explicit template: plotly's named templates add ~6 kB of JSON to every figure and cost
 # a deep copy on each build.
@@ -460,13 +470,15 @@ def history_figure(study: Study) -> Any:
     trials = [t for t in trials if t.values and math.isfinite(t.values[0])]
     sign = _sign(study.direction)
     figure = go.Figure()
-    predicted = [t for t in trials if isinstance(t.user_attrs.get("metabo:predicted_mean"), float)]
+    predicted = [
+        t for t in trials if isinstance(t.user_attrs.get(USER_ATTR_PREDICTED_MEAN), float)
+    ]
     if predicted:
-        stds = [t.user_attrs.get("metabo:predicted_std") for t in predicted]
+        stds = [t.user_attrs.get(USER_ATTR_PREDICTED_STD) for t in predicted]
         figure.add_trace(
             go.Scatter(
                 x=[t.number for t in predicted],
-                y=_round([t.user_attrs["metabo:predicted_mean"] for t in predicted]),
+                y=_round([t.user_attrs[USER_ATTR_PREDICTED_MEAN] for t in predicted]),
                 error_y={
                     "type": "data",
                     "array": _round([2 * s if isinstance(s, float) else 0.0 for s in stds]),
@@ -493,8 +505,8 @@ def history_figure(study: Study) -> Any:
     )
     by_source: dict[str, list[FrozenTrial]] = {}
     for t in trials:
-        by_source.setdefault(str(t.user_attrs.get("metabo:source", "unknown")), []).append(t)
-    for source in sorted(by_source, key=lambda s: _SOURCES.index(s) if s in _SOURCES else 99):
+        by_source.setdefault(str(t.user_attrs.get(USER_ATTR_SOURCE, "unknown")), []).append(t)
+    for source in sorted(by_source, key=lambda s: SOURCES.index(s) if s in SOURCES else 99):
         group = by_source[source]
         figure.add_trace(
             go.Scatter(

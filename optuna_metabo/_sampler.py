@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_metabo._dashboard import DashboardPublisher
+from optuna_metabo._output_transform import TRANSFORMS
 from optuna_metabo._prior_studies import PriorLoader
 from optuna_metabo._prior_studies import PriorSpec
 from optuna_metabo._priors import encode_task
@@ -32,9 +33,17 @@ from optuna_metabo._priors import parameter_handling
 from optuna_metabo._priors import PriorTask
 from optuna_metabo._priors import SkippedPrior
 from optuna_metabo._search_space import SearchSpace
-from optuna_metabo._standardize import TRANSFORMS
 from optuna_metabo._target_space import learn_conditions
 from optuna_metabo._target_space import union_search_space
+from optuna_metabo._trial_attrs import SOURCE_FALLBACK
+from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
+from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
+from optuna_metabo._trial_attrs import SOURCE_STARTUP
+from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
+from optuna_metabo._trial_attrs import USER_ATTR_ACQUISITION
+from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_MEAN
+from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_STD
+from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
 
 
 if TYPE_CHECKING:
@@ -46,13 +55,8 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-USER_ATTR_PREDICTED_MEAN = "metabo:predicted_mean"
-USER_ATTR_PREDICTED_STD = "metabo:predicted_std"
-USER_ATTR_ACQUISITION = "metabo:acquisition_value"
-USER_ATTR_SOURCE = "metabo:source"
-_RELATIVE_PARAMS_KEY = "metabo:relative_params"
 _MISSING = object()
-_PUBLISH_WINDOW_SECONDS = 300.0
+_SHARE_WINDOW_SECONDS = 300.0
 _MAX_CLASH_RETRIES = 2
 _NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
@@ -209,7 +213,7 @@ class MetaBOSampler(BaseSampler):
                 type(self._independent_sampler).__name__,
             )
         if USER_ATTR_SOURCE not in trial.user_attrs:
-            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "independent"})
+            self._set_attrs(study, trial, {USER_ATTR_SOURCE: SOURCE_INDEPENDENT})
         return self._independent_sampler.sample_independent(
             study, trial, param_name, param_distribution
         )
@@ -247,11 +251,11 @@ class MetaBOSampler(BaseSampler):
         priors = self._encoded_priors(study, space)
         if not priors and len(completed) < self._n_startup_trials:
             params = space.decode(space.sobol_point(trial.number, self._sobol_seed))
-            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "startup"})
-            self._publish(study, trial, params)
+            self._set_attrs(study, trial, {USER_ATTR_SOURCE: SOURCE_STARTUP})
+            self._share_point(study, trial, params)
             return params
         try:
-            params = self._propose_and_publish(study, trial, space, priors, completed, running)
+            params = self._propose_and_share(study, trial, space, priors, completed, running)
         except _NUMERICAL_ERRORS as error:
             _logger.warning(
                 "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
@@ -261,11 +265,11 @@ class MetaBOSampler(BaseSampler):
                 error,
                 type(self._independent_sampler).__name__,
             )
-            self._set_attrs(study, trial, {USER_ATTR_SOURCE: "fallback"})
+            self._set_attrs(study, trial, {USER_ATTR_SOURCE: SOURCE_FALLBACK})
             return {}
         return params
 
-    def _propose_and_publish(
+    def _propose_and_share(
         self,
         study: Study,
         trial: FrozenTrial,
@@ -274,12 +278,13 @@ class MetaBOSampler(BaseSampler):
         completed: list[FrozenTrial],
         running: list[FrozenTrial],
     ) -> dict[str, Any]:
-        """Proposes, publishes, then re-reads the running trials: a worker that finds its point
-        already taken by another running trial proposes again with that trial as pending.
+        """Proposes, shares the point, then re-reads the running trials: a worker that finds its
+        point already taken by another running trial proposes again with that trial as pending.
 
         Each worker checks only after its own point is stored, so of two workers that chose the
         same point at least one sees the other's and moves (with their models fitted on
-        different histories, the rank offset alone does not rule that out).
+        different histories, taking the next-best point for each unshared trial ahead does not
+        rule that out).
         """
         for _ in range(_MAX_CLASH_RETRIES + 1):
             proposal = self._propose(study, trial, space, priors, completed, running)
@@ -288,7 +293,7 @@ class MetaBOSampler(BaseSampler):
             completed, running = _target_trials(study, trial)
             if not any(_params_of(t) == params for t in running):
                 break
-        if proposal.source == "prior_design":
+        if proposal.source == SOURCE_PRIOR_DESIGN:
             self._remember_prior_values(trial, _prior_params_at(priors, space, proposal.x))
         self._dashboard.publish(study, trial, space, proposal, self._summary)
         return params
@@ -404,9 +409,9 @@ class MetaBOSampler(BaseSampler):
         sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
         target_x, target_y = _encode_trials(space, completed, sign)
         pending_x, _ = _encode_trials(space, running, sign, values=False)
-        rank = _n_unpublished_before(running, trial)
+        n_ahead = _n_unshared_before(running, trial)
         proposal = self._engine.propose(
-            space, priors, target_x, target_y, pending_x, self._rng, rank
+            space, priors, target_x, target_y, pending_x, self._rng, n_ahead
         )
         self._summary["task_similarity"] = proposal.similarity
         self._record_held_values(space, proposal.held_values)
@@ -424,13 +429,13 @@ class MetaBOSampler(BaseSampler):
             USER_ATTR_SOURCE: proposal.source,
         }
         self._set_attrs(study, trial, {k: _json_safe(v) for k, v in attrs.items()})
-        self._publish(study, trial, params)
+        self._share_point(study, trial, params)
 
     @staticmethod
-    def _publish(study: Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
+    def _share_point(study: Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
         """Stores the chosen point so that other workers treat it as pending right away."""
         study._storage.set_trial_system_attr(
-            trial._trial_id, _RELATIVE_PARAMS_KEY, json.dumps(params)
+            trial._trial_id, SYSTEM_ATTR_SHARED_PARAMS, json.dumps(params)
         )
 
     @staticmethod
@@ -532,9 +537,9 @@ def _target_trials(
     return completed, running
 
 
-def _n_unpublished_before(running: list[FrozenTrial], trial: FrozenTrial) -> int:
+def _n_unshared_before(running: list[FrozenTrial], trial: FrozenTrial) -> int:
     """Running trials that started before ``trial`` (within the last few minutes) and whose
-    sampler has not published a point yet: they are being proposed right now, by the same
+    sampler has not shared a point yet: they are being proposed right now, by the same
     deterministic procedure, so ``trial`` takes the next-best point instead of the same one."""
     now = datetime.datetime.now()
     return sum(
@@ -543,7 +548,7 @@ def _n_unpublished_before(running: list[FrozenTrial], trial: FrozenTrial) -> int
         if t.number < trial.number
         and not _params_of(t)
         and t.datetime_start is not None
-        and (now - t.datetime_start).total_seconds() < _PUBLISH_WINDOW_SECONDS
+        and (now - t.datetime_start).total_seconds() < _SHARE_WINDOW_SECONDS
     )
 
 
@@ -551,7 +556,7 @@ def _params_of(trial: FrozenTrial) -> dict[str, Any]:
     """Parameters of a trial, including those a sampler chose but the objective has not yet
     suggested (stored as a system attribute so other workers see pending points)."""
     params = dict(trial.params)
-    stored = trial.system_attrs.get(_RELATIVE_PARAMS_KEY)
+    stored = trial.system_attrs.get(SYSTEM_ATTR_SHARED_PARAMS)
     if isinstance(stored, str) and not trial.state.is_finished():
         params = {**json.loads(stored), **params}
     return params
@@ -582,7 +587,7 @@ def _encode_trials(
         rows.append(np.clip(row, 0.0, 1.0))
         ys.append(sign * trial.values[0] if values else math.nan)
     x = np.array(rows).reshape(len(rows), space.dim)
-    # A published branch value that the trial's parent choice switches off is not used.
+    # A shared branch value that the trial's parent choice switches off is not used.
     x[space.inactive_mask(np.nan_to_num(x, nan=0.5))] = np.nan
     return x, np.array(ys)
 

@@ -363,11 +363,15 @@ class SearchSpace:
             qmc.Sobol(d=max(self.dim, 1), seed=seed).random(n)[index : index + 1, : self.dim]
         )[0]
 
-    def sample_uniform(self, n: int, rng: np.random.RandomState) -> np.ndarray:
-        """Draws ``n`` rows from a scrambled Sobol sequence, snapped onto the space."""
+    def sample_sobol(self, n: int, rng: np.random.RandomState) -> np.ndarray:
+        """Draws ``n`` rows from a scrambled Sobol sequence seeded by ``rng``, snapped onto the
+        space: ``(n, dim)``."""
         from scipy.stats import qmc
 
         if self.dim == 0:
             return np.zeros((n, 0))
         sobol = qmc.Sobol(d=self.dim, scramble=True, seed=rng.randint(1 << 30))
         return self.snap(sobol.random(n))
+
+    # The old name, kept while ``_optimize`` and ``_proposal`` call it.
+    sample_uniform = sample_sobol

@@ -1,48 +1,7 @@
-"""Per-task output transforms, as BoTorch's MultiTaskGP docs advise: each task is put on a
-common scale before the joint fit, so a task with large raw values does not dominate."""
+"""Old name of ``_output_transform``, kept while ``_proposal`` imports from it."""
 
-from __future__ import annotations
-
-import numpy as np
-from scipy.special import ndtri
-from scipy.stats import rankdata
+from optuna_metabo._output_transform import affine_back
+from optuna_metabo._output_transform import transform_task_values
 
 
-TRANSFORMS = ("standardize", "copula")
-
-
-def transform_task_values(values: np.ndarray, kind: str) -> np.ndarray:
-    """Maps one task's values ``(n,)`` (lower is better) to a standard scale.
-
-    Args:
-        values: Raw values, sign-flipped for minimization.
-        kind: ``"standardize"`` (zero mean, unit variance) or ``"copula"`` (ranks mapped through
-            the normal quantile function, robust to outliers and skew).
-    """
-    if kind not in TRANSFORMS:
-        raise ValueError(f"output_transform must be one of {TRANSFORMS}, not {kind!r}.")
-    if len(values) == 0:
-        return values.astype(float)
-    if kind == "copula":
-        quantiles = (rankdata(values) - 0.5) / len(values)
-        return ndtri(quantiles)
-    std = float(np.std(values))
-    return (values - np.mean(values)) / (std if std > 1e-12 else 1.0)
-
-
-def affine_back(standardized: np.ndarray, raw: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``raw ~ offset + scale * standardized``, to report model output in raw units.
-
-    Args:
-        standardized: Transformed values ``(n,)``.
-        raw: The raw values they came from ``(n,)``.
-
-    Returns:
-        ``(offset, scale)``; ``(mean, 1)`` when fewer than two distinct values exist.
-    """
-    if len(raw) == 0:
-        return 0.0, 1.0
-    if len(raw) < 2 or np.ptp(standardized) < 1e-12:
-        return float(np.mean(raw)), 1.0
-    scale, offset = np.polyfit(standardized, raw, 1)
-    return float(offset), float(scale)
+__all__ = ["affine_back", "transform_task_values"]

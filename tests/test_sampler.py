@@ -213,8 +213,8 @@ def test_a_point_another_running_trial_took_meanwhile_is_proposed_again() -> Non
         record(*args)
         if not first_choices:
             first_choices.append(args[-1])
-            # Another worker publishes the very same point at the same moment.
-            MetaBOSampler._publish(study, other, args[-1])
+            # Another worker shares the very same point at the same moment.
+            MetaBOSampler._share_point(study, other, args[-1])
 
     sampler._record = record_and_collide  # type: ignore[method-assign]
     x = study.ask().suggest_float("x", 0.0, 1.0)

@@ -63,7 +63,7 @@ def test_decode_any_row_is_inside_every_distribution(space: dict, data: st.DataO
 @given(space=spaces, seed=st.integers(0, 2**16))
 def test_round_trip_of_feasible_values(space: dict, seed: int) -> None:
     encoder = SearchSpace(space)
-    rows = encoder.sample_uniform(8, np.random.RandomState(seed))
+    rows = encoder.sample_sobol(8, np.random.RandomState(seed))
     assert np.all((rows >= 0) & (rows <= 1))
     for row in rows:
         params = encoder.decode(row)

@@ -81,7 +81,7 @@ def test_fixed_parameters_are_pinned_and_never_suggested() -> None:
     )
     pinned = space.columns_of("momentum")
     assert list(space.fixed_columns) == list(pinned)
-    rows = space.sample_uniform(16, np.random.RandomState(0))
+    rows = space.sample_sobol(16, np.random.RandomState(0))
     assert np.allclose(rows[:, pinned], 0.9)
     assert np.allclose(space.snap(np.zeros((2, space.dim)))[:, pinned], 0.9)
     assert pinned[0] not in space.continuous_columns
