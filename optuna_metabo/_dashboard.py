@@ -33,9 +33,9 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_metabo._plots import _sign
 from optuna_metabo._plots import history_figure
 from optuna_metabo._plots import ModelView
+from optuna_metabo._plots import sign_of
 from optuna_metabo._plots import similarity_figure
 from optuna_metabo._plots import slice_figures
 from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
@@ -245,7 +245,7 @@ def _moved(before: Mapping[str, float], after: Mapping[str, float]) -> bool:
 def _best(completed: Sequence[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
     if not completed:
         return None
-    sign = _sign(direction)
+    sign = sign_of(direction)
     return min(completed, key=lambda t: sign * float(t.values[0]))
 
 

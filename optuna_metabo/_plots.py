@@ -65,7 +65,8 @@ _TEMPLATE: dict[str, Any] = {
 }
 
 
-def _sign(direction: StudyDirection) -> float:
+def sign_of(direction: StudyDirection) -> float:
+    """``1`` for minimization, ``-1`` for maximization: ``sign * value`` is lower-is-better."""
     return 1.0 if direction == StudyDirection.MINIMIZE else -1.0
 
 
@@ -134,7 +135,7 @@ class ModelView:
             proposal.best,
             proposal.offset,
             proposal.scale,
-            _sign(direction),
+            sign_of(direction),
             device,
         )
 
@@ -318,79 +319,95 @@ def _add_slice(
     completed: Sequence[FrozenTrial],
     proposed: Mapping[str, Any],
 ) -> None:
-    import plotly.graph_objects as go
-
+    """One parameter's panel: the posterior and the observations in ``row``, log EI and the
+    proposed value in ``row + 1``."""
     dist = space.distributions[name]
     categorical = isinstance(dist, CategoricalDistribution)
     if len(acq):  # log EI far below its maximum only squashes the interesting part.
         acq = np.maximum(acq, np.max(acq) - _LOG_EI_RANGE)
-    if categorical:
-        figure.add_trace(
-            go.Scatter(
-                x=xs,
-                y=_round(mean),
-                error_y={"type": "data", "array": _round(2 * std)},
-                mode="markers",
-                marker={"color": "#1f77b4", "size": 9},
-                name="posterior mean ±2σ",
-            ),
-            row=row,
-            col=col,
-        )
-        figure.add_trace(
-            go.Bar(x=xs, y=_round(acq), marker={"color": "#2ca02c"}, name="log EI"),
-            row=row + 1,
-            col=col,
-        )
-    else:
-        band_x = list(xs) + list(xs)[::-1]
-        band_y = _round(np.concatenate([mean + 2 * std, (mean - 2 * std)[::-1]]))
-        figure.add_trace(
-            go.Scatter(
-                x=band_x,
-                y=band_y,
-                fill="toself",
-                mode="lines",
-                fillcolor="rgba(31,119,180,0.18)",
-                line={"width": 0},
-                hoverinfo="skip",
-                name="±2σ",
-            ),
-            row=row,
-            col=col,
-        )
-        figure.add_trace(_line(xs, mean, "#1f77b4", "posterior mean"), row=row, col=col)
-        figure.add_trace(_line(xs, acq, "#2ca02c", "log EI"), row=row + 1, col=col)
-        if getattr(dist, "log", False):
-            figure.update_xaxes(type="log", row=row, col=col)
-            figure.update_xaxes(type="log", row=row + 1, col=col)
-    obs = [(t.params[name], float(t.values[0]), t.number) for t in completed if name in t.params]
-    if obs:
-        figure.add_trace(
-            go.Scatter(
-                x=[str(o[0]) if categorical else o[0] for o in obs],
-                y=_round([o[1] for o in obs]),
-                text=[f"trial #{o[2]}" for o in obs],
-                mode="markers",
-                marker={"color": "black", "size": 6},
-                name="observations",
-            ),
-            row=row,
-            col=col,
-        )
+    model_traces = _categorical_slice if categorical else _numerical_slice
+    for trace, below in model_traces(xs, mean, std, acq):
+        figure.add_trace(trace, row=row + below, col=col)
+    if getattr(dist, "log", False):
+        figure.update_xaxes(type="log", row=row, col=col)
+        figure.update_xaxes(type="log", row=row + 1, col=col)
+    observations = _observations(name, completed, categorical)
+    if observations is not None:
+        figure.add_trace(observations, row=row, col=col)
     if name in proposed:
-        value = proposed[name]
-        figure.add_trace(
-            go.Scatter(
-                x=[str(value) if categorical else value],
-                y=[_round(np.max(acq))[0]] if len(acq) else [None],
-                mode="markers",
-                marker={"color": "#d62728", "size": 11, "symbol": "x"},
-                name="proposed value",
-            ),
-            row=row + 1,
-            col=col,
-        )
+        marker = _proposed_marker(proposed[name], acq, categorical)
+        figure.add_trace(marker, row=row + 1, col=col)
+
+
+def _categorical_slice(
+    xs: list[Any], mean: np.ndarray, std: np.ndarray, acq: np.ndarray
+) -> list[tuple[Any, int]]:
+    """Posterior mean ±2σ as markers and log EI as bars: ``(trace, row offset)`` pairs."""
+    import plotly.graph_objects as go
+
+    posterior = go.Scatter(
+        x=xs,
+        y=_round(mean),
+        error_y={"type": "data", "array": _round(2 * std)},
+        mode="markers",
+        marker={"color": "#1f77b4", "size": 9},
+        name="posterior mean ±2σ",
+    )
+    log_ei = go.Bar(x=xs, y=_round(acq), marker={"color": "#2ca02c"}, name="log EI")
+    return [(posterior, 0), (log_ei, 1)]
+
+
+def _numerical_slice(
+    xs: list[Any], mean: np.ndarray, std: np.ndarray, acq: np.ndarray
+) -> list[tuple[Any, int]]:
+    """A ±2σ band, the posterior mean and log EI as lines: ``(trace, row offset)`` pairs."""
+    import plotly.graph_objects as go
+
+    band = go.Scatter(
+        x=list(xs) + list(xs)[::-1],
+        y=_round(np.concatenate([mean + 2 * std, (mean - 2 * std)[::-1]])),
+        fill="toself",
+        mode="lines",
+        fillcolor="rgba(31,119,180,0.18)",
+        line={"width": 0},
+        hoverinfo="skip",
+        name="±2σ",
+    )
+    return [
+        (band, 0),
+        (_line(xs, mean, "#1f77b4", "posterior mean"), 0),
+        (_line(xs, acq, "#2ca02c", "log EI"), 1),
+    ]
+
+
+def _observations(name: str, completed: Sequence[FrozenTrial], categorical: bool) -> Any | None:
+    """The completed trials' values against parameter ``name``, or None if none has it."""
+    import plotly.graph_objects as go
+
+    obs = [(t.params[name], float(t.values[0]), t.number) for t in completed if name in t.params]
+    if not obs:
+        return None
+    return go.Scatter(
+        x=[str(o[0]) if categorical else o[0] for o in obs],
+        y=_round([o[1] for o in obs]),
+        text=[f"trial #{o[2]}" for o in obs],
+        mode="markers",
+        marker={"color": "black", "size": 6},
+        name="observations",
+    )
+
+
+def _proposed_marker(value: Any, acq: np.ndarray, categorical: bool) -> Any:
+    """A cross at the proposed value, at the height of the largest log EI."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[str(value) if categorical else value],
+        y=[_round(np.max(acq))[0]] if len(acq) else [None],
+        mode="markers",
+        marker={"color": "#d62728", "size": 11, "symbol": "x"},
+        name="proposed value",
+    )
 
 
 def similarity_figure(
@@ -466,57 +483,15 @@ def history_figure(study: Study) -> Any:
     """
     import plotly.graph_objects as go
 
-    trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     trials = [t for t in trials if t.values and math.isfinite(t.values[0])]
-    sign = _sign(study.direction)
     figure = go.Figure()
-    predicted = [
-        t for t in trials if isinstance(t.user_attrs.get(USER_ATTR_PREDICTED_MEAN), float)
-    ]
-    if predicted:
-        stds = [t.user_attrs.get(USER_ATTR_PREDICTED_STD) for t in predicted]
-        figure.add_trace(
-            go.Scatter(
-                x=[t.number for t in predicted],
-                y=_round([t.user_attrs[USER_ATTR_PREDICTED_MEAN] for t in predicted]),
-                error_y={
-                    "type": "data",
-                    "array": _round([2 * s if isinstance(s, float) else 0.0 for s in stds]),
-                    "color": "#aaaaaa",
-                },
-                mode="markers",
-                marker={"color": "#aaaaaa", "symbol": "circle-open", "size": 8},
-                name="predicted ±2σ",
-            )
-        )
-    best, xs, ys = math.inf, [], []
-    for t in trials:
-        best = min(best, sign * float(t.values[0]))
-        xs.append(t.number)
-        ys.append(sign * best)
-    figure.add_trace(
-        go.Scatter(
-            x=xs,
-            y=_round(ys),
-            mode="lines",
-            line={"shape": "hv", "color": "black"},
-            name="best so far",
-        )
-    )
-    by_source: dict[str, list[FrozenTrial]] = {}
-    for t in trials:
-        by_source.setdefault(str(t.user_attrs.get(USER_ATTR_SOURCE, "unknown")), []).append(t)
-    for source in sorted(by_source, key=lambda s: SOURCES.index(s) if s in SOURCES else 99):
-        group = by_source[source]
-        figure.add_trace(
-            go.Scatter(
-                x=[t.number for t in group],
-                y=_round([t.values[0] for t in group]),
-                mode="markers",
-                marker={"color": _SOURCE_COLORS.get(source, "#17becf"), "size": 9},
-                name=source,
-            )
-        )
+    predictions = _predictions(trials)
+    if predictions is not None:
+        figure.add_trace(predictions)
+    figure.add_trace(_best_so_far(trials, sign_of(study.direction)))
+    for trace in _values_by_source(trials):
+        figure.add_trace(trace)
     figure.layout.template = _TEMPLATE
     figure.update_layout(
         title={
@@ -529,3 +504,65 @@ def history_figure(study: Study) -> Any:
         legend={"orientation": "h", "y": -0.18, "font_size": 10},
     )
     return figure
+
+
+def _predictions(trials: Sequence[FrozenTrial]) -> Any | None:
+    """The model's prediction ±2σ made before each trial ran, or None if there is none."""
+    import plotly.graph_objects as go
+
+    predicted = [
+        t for t in trials if isinstance(t.user_attrs.get(USER_ATTR_PREDICTED_MEAN), float)
+    ]
+    if not predicted:
+        return None
+    stds = [t.user_attrs.get(USER_ATTR_PREDICTED_STD) for t in predicted]
+    return go.Scatter(
+        x=[t.number for t in predicted],
+        y=_round([t.user_attrs[USER_ATTR_PREDICTED_MEAN] for t in predicted]),
+        error_y={
+            "type": "data",
+            "array": _round([2 * s if isinstance(s, float) else 0.0 for s in stds]),
+            "color": "#aaaaaa",
+        },
+        mode="markers",
+        marker={"color": "#aaaaaa", "symbol": "circle-open", "size": 8},
+        name="predicted ±2σ",
+    )
+
+
+def _best_so_far(trials: Sequence[FrozenTrial], sign: float) -> Any:
+    """The incumbent's value after each trial, as a step line."""
+    import plotly.graph_objects as go
+
+    best, xs, ys = math.inf, [], []
+    for t in trials:
+        best = min(best, sign * float(t.values[0]))
+        xs.append(t.number)
+        ys.append(sign * best)
+    return go.Scatter(
+        x=xs,
+        y=_round(ys),
+        mode="lines",
+        line={"shape": "hv", "color": "black"},
+        name="best so far",
+    )
+
+
+def _values_by_source(trials: Sequence[FrozenTrial]) -> list[Any]:
+    """One marker trace of observed values per ``metabo:source``, in the order of ``SOURCES``."""
+    import plotly.graph_objects as go
+
+    by_source: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        by_source.setdefault(str(t.user_attrs.get(USER_ATTR_SOURCE, "unknown")), []).append(t)
+    order = sorted(by_source, key=lambda s: SOURCES.index(s) if s in SOURCES else len(SOURCES))
+    return [
+        go.Scatter(
+            x=[t.number for t in by_source[source]],
+            y=_round([t.values[0] for t in by_source[source]]),
+            mode="markers",
+            marker={"color": _SOURCE_COLORS.get(source, "#17becf"), "size": 9},
+            name=source,
+        )
+        for source in order
+    ]
