@@ -66,7 +66,7 @@ def main() -> None:
             "no priors": {},
         }
         for label, kwargs in variants.items():
-            sampler = MetaBOSampler(seed=seed, dashboard_every_n_trials=None, **kwargs)
+            sampler = MetaBOSampler(seed=seed, **kwargs)
             study = optuna.create_study(sampler=sampler)
             study.optimize(_target, n_trials=max(BUDGETS))
             best = np.minimum.accumulate([t.values[0] for t in study.trials])

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
 import urllib.request
 
 import optuna
@@ -41,18 +40,9 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _sampler(storage: str) -> Any:
-    from optuna_metabo import MetaBOSampler
-    from optuna_metabo._dashboard import DashboardPublisher
-    from optuna_metabo.demo import PRIOR_TASKS
-
-    publisher = DashboardPublisher(every_n_trials=1, max_overhead=1.0)  # Final state on screen.
-    sampler = MetaBOSampler(list(PRIOR_TASKS), prior_storage=storage, seed=0)
-    sampler._dashboard = publisher
-    return sampler
-
-
 def _run_study(storage: str, n_trials: int) -> str:
+    from optuna_metabo import DashboardCallback
+    from optuna_metabo import MetaBOSampler
     from optuna_metabo.demo import family_member
     from optuna_metabo.demo import PRIOR_TASKS
     from optuna_metabo.demo import TARGET_TASK
@@ -67,10 +57,12 @@ def _run_study(storage: str, n_trials: int) -> str:
         )
         prior.optimize(family_member(shift, scale), n_trials=30)
     name = f"{TARGET_TASK[0]}-MetaBOSampler"
+    sampler = MetaBOSampler(list(PRIOR_TASKS), prior_storage=storage, seed=0)
     study = optuna.create_study(
-        storage=storage, study_name=name, direction="maximize", sampler=_sampler(storage)
+        storage=storage, study_name=name, direction="maximize", sampler=sampler
     )
-    study.optimize(family_member(*TARGET_TASK[1]), n_trials=n_trials)
+    shown = DashboardCallback(every_n_trials=1, max_overhead=1.0)  # Final state on screen.
+    study.optimize(family_member(*TARGET_TASK[1]), n_trials=n_trials, callbacks=[shown])
     return name
 
 

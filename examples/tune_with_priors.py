@@ -5,7 +5,8 @@ MetaBO reads the history of ``examples.build_history`` (``--prior-storage``, stu
 TPE starts from scratch. For each seed both run ``--n-trials`` trials of the same objective, in
 studies named ``tune-<family>-<dataset>-<sampler>-seed<k>`` (kept out of ``<family>-*``). The
 script prints the best-so-far validation metric against the number of trials, the trials each
-sampler needed to reach ``--target``, and the optuna-dashboard command.
+sampler needed to reach ``--target``, and the optuna-dashboard command (MetaBO studies get the
+transfer note and plots of ``optuna_metabo.DashboardCallback``).
 
 Examples::
 
@@ -29,6 +30,7 @@ import optuna
 
 from examples import families
 from examples.common import cli
+from optuna_metabo import DashboardCallback
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -149,7 +151,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             )
             remaining = max(args.n_trials - len(study.trials), 0)
             print(f"[{name}] running {remaining} trials.", flush=True)
-            study.optimize(objective, n_trials=remaining)
+            shown = [DashboardCallback()] if sampler_name == "metabo" else []
+            study.optimize(objective, n_trials=remaining, callbacks=shown)
             curves[sampler_name][seed] = cli.best_so_far(study)[: args.n_trials]
     summary: dict[str, Any] = {
         "family": args.family,

@@ -1,21 +1,21 @@
-"""What MetaBOSampler shows in optuna-dashboard: a study note and three custom plots.
+"""``DashboardCallback``: what MetaBOSampler transferred, as a study note and three plots.
 
-The sampler calls :meth:`DashboardPublisher.publish` once per trial that the model proposed. The
-publisher writes only to the target study (study system attributes, through
-``optuna_dashboard.save_note`` and ``optuna_dashboard.save_plotly_graph_object``) and never to a
-prior study. Writing is throttled so that sampling does not slow down noticeably:
+An Optuna study callback: ``study.optimize(objective, callbacks=[DashboardCallback()])``. It
+writes only to the target study (study system attributes, through
+``optuna_dashboard.save_note`` and ``optuna_dashboard.save_plotly_graph_object``) and never to
+a prior study. Writing is throttled so that it does not slow the study down noticeably:
 
 - the note is rewritten when the transfer summary changes (priors used or skipped, their trial
   counts, a task similarity moving by more than ``0.05``) and with every plot refresh;
-- the plots are refreshed on the first proposal, then at most every ``every_n_trials`` completed
-  trials, and only once the time since the last refresh is at least
+- the plots are refreshed after the first trial, then at most every ``every_n_trials``
+  completed trials, and only once the time since the last refresh is at least
   ``(1 - max_overhead) / max_overhead`` times what that refresh cost, which caps the share of
   wall time spent on the dashboard at ``max_overhead``.
 
-The slice plot uses the very GP that chose the trial (``Proposal.model``): no refit, no second
-factorization. optuna-dashboard and plotly are imported lazily; when
-either is missing, the publisher logs once at debug level and does nothing. Any error while
-publishing is logged once as a warning and never reaches the sampler.
+The slice plot uses the very GP that chose the sampler's latest trial (no refit, no second
+factorization). optuna-dashboard and plotly are imported lazily; when either is missing, the
+callback logs once at debug level and does nothing. Any error while writing is logged once as
+a warning and never reaches the study.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ from optuna_metabo._plots import ModelView
 from optuna_metabo._plots import sign_of
 from optuna_metabo._plots import similarity_figure
 from optuna_metabo._plots import slice_figures
+from optuna_metabo._priors import EXTRA_FIXED
+from optuna_metabo._priors import LACKED_DEFAULT
+from optuna_metabo._sampler import MetaBOSampler
+from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
 from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
 
 
@@ -55,24 +59,29 @@ PLOT_ID_SLICES = "metabo-slices"  # A second figure, if any, gets the suffix "-2
 PLOT_ID_HISTORY = "metabo-history"
 NOTE_TITLE = "MetaBOSampler: transfer from prior studies"
 _SIMILARITY_TOLERANCE = 0.05
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-class DashboardPublisher:
-    """Writes the transfer note and the custom plots of one target study, throttled.
+class DashboardCallback:
+    """Writes MetaBOSampler's transfer note and custom plots to the study, for optuna-dashboard.
+
+    Pass it to ``study.optimize(..., callbacks=[DashboardCallback()])`` of a study sampled by
+    ``MetaBOSampler``; with ask-and-tell, call ``callback(study, frozen_trial)`` after each
+    ``study.tell``. Needs the ``dashboard`` extra (optuna-dashboard and plotly); without it
+    the callback does nothing. It never raises: a failure is logged once as a warning.
 
     Args:
-        every_n_trials: Refresh the plots at most every this many completed trials; ``None`` or
-            ``0`` disables publishing altogether.
+        every_n_trials: Refresh the plots at most every this many completed trials.
         max_overhead: Largest share of wall time that refreshing may take (see the module
             docstring); ``1.0`` turns the time guard off.
     """
 
-    def __init__(self, every_n_trials: int | None = 5, max_overhead: float = 0.03) -> None:
-        if every_n_trials is not None and every_n_trials < 0:
-            raise ValueError(f"every_n_trials must be >= 0 or None, not {every_n_trials}.")
+    def __init__(self, every_n_trials: int = 5, max_overhead: float = 0.03) -> None:
+        if every_n_trials < 1:
+            raise ValueError(f"every_n_trials must be at least 1, not {every_n_trials}.")
         if not 0.0 < max_overhead <= 1.0:
             raise ValueError(f"max_overhead must be in (0, 1], not {max_overhead}.")
-        self.every_n_trials = every_n_trials or 0
+        self.every_n_trials = every_n_trials
         self.max_overhead = max_overhead
         self.seconds_spent = 0.0
         self.import_seconds = 0.0
@@ -81,7 +90,7 @@ class DashboardPublisher:
         self._api: tuple[Any, Any] | None = None
         self._unavailable = False
         self._warned: set[str] = set()
-        self._study_key: tuple[int, int] | None = None
+        self._study_key: tuple[int, str] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -93,34 +102,20 @@ class DashboardPublisher:
 
     @property
     def enabled(self) -> bool:
-        """Whether this publisher writes anything at all."""
-        return self.every_n_trials > 0 and not self._unavailable
+        """Whether optuna-dashboard and plotly are available, as far as is known yet."""
+        return not self._unavailable
 
-    def publish(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        space: SearchSpace,
-        proposal: Proposal,
-        summary: Mapping[str, Any],
-    ) -> None:
-        """Records a proposal and refreshes the note and plots when they are due.
-
-        Never raises: a failure is logged once as a warning and sampling goes on.
+    def __call__(self, study: Study, trial: FrozenTrial) -> None:
+        """Refreshes the note and the plots of ``study`` when they are due.
 
         Args:
-            study: The target study; the only one written to.
-            trial: The trial the proposal is for.
-            space: The relative search space the proposal lives in.
-            proposal: The proposal, as returned by ``ProposalEngine.propose``.
-            summary: The sampler's prior summary (``MetaBOSampler.prior_summary()`` format).
+            study: The target study, sampled by ``MetaBOSampler``; the only one written to.
+            trial: The trial that just finished.
         """
-        if not self.enabled:
-            return
         start = time.perf_counter()
         try:
-            self._publish(study, trial, space, proposal, summary)
-        except Exception as error:  # Publishing must never break sampling.
+            self._refresh(study, trial)
+        except Exception as error:  # The dashboard must never break the study.
             self._warn("note or plots", error)
         finally:
             self.seconds_spent += time.perf_counter() - start
@@ -129,7 +124,7 @@ class DashboardPublisher:
         if what not in self._warned:
             self._warned.add(what)
             _logger.warning(
-                "MetaBOSampler could not write its optuna-dashboard %s (%s: %s); sampling "
+                "MetaBOSampler could not write its optuna-dashboard %s (%s: %s); the study "
                 "continues.",
                 what,
                 type(error).__name__,
@@ -152,29 +147,48 @@ class DashboardPublisher:
             self.import_seconds = time.perf_counter() - start
         return self._api
 
-    def _publish(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        space: SearchSpace,
-        proposal: Proposal,
-        summary: Mapping[str, Any],
-    ) -> None:
+    def _refresh(self, study: Study, trial: FrozenTrial) -> None:
+        sampler = study.sampler
+        if not isinstance(sampler, MetaBOSampler):
+            kind = type(sampler).__name__
+            raise TypeError(f"the study's sampler is a {kind}, not a MetaBOSampler")
         api = self._load_api()
         if api is None:
             return
-        save_note, save_plot = api
         start = time.perf_counter()  # Import time is a one-off; it does not count below.
-        study_key = (id(study._storage), study._study_id)
-        if study_key != self._study_key:  # A sampler reused on another study starts afresh.
+        study_key = (id(study._storage), study.study_name)
+        if study_key != self._study_key:  # A callback reused on another study starts afresh.
             self._reset()
             self._study_key = study_key
-        similarity = {k: float(v) for k, v in summary.get("task_similarity", {}).items()}
+        summary = sampler.prior_summary()
+        similarity = {k: float(v) for k, v in summary["task_similarity"].items()}
         self._similarity_history.append((trial.number, similarity))
-        trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
-        completed = [t for t in trials if t.values and math.isfinite(t.values[0])]
-        n_done = len(completed)
-        time_ok = start >= self._next_allowed
+        finished = study.get_trials(deepcopy=False, states=_FINISHED)
+        completed = [t for t in finished if _completed_with_a_value(t)]
+        note_due, plots_due = self._due(len(completed), summary, similarity, start)
+        if not note_due:
+            return
+        if plots_due:  # Set before writing, so that a failing refresh is not retried at once.
+            self._last_plot_n = len(completed)
+        save_note, save_plot = api
+        try:
+            best = _best(completed, study.direction)
+            sources = _source_counts(finished)
+            note = transfer_note(summary, len(completed), trial.number, sources, best)
+            save_note(study, note)
+            self.n_notes += 1
+            if plots_due:
+                self._write_plots(save_plot, study, sampler, summary, completed)
+                self.n_plot_refreshes += 1
+        finally:
+            if self.n_plot_refreshes > 1 or not plots_due:  # The first refresh pays warm-ups.
+                self._wait_for(time.perf_counter() - start)
+
+    def _due(
+        self, n_done: int, summary: Mapping[str, Any], similarity: dict[str, float], now: float
+    ) -> tuple[bool, bool]:
+        """Whether the note and the plots are due: ``(note_due, plots_due)``."""
+        time_ok = now >= self._next_allowed
         plots_due = self._last_plot_n is None or (
             n_done - self._last_plot_n >= self.every_n_trials and time_ok
         )
@@ -184,50 +198,54 @@ class DashboardPublisher:
             or note_key != self._last_note_key
             or (time_ok and _moved(self._last_similarity, similarity))
         )
-        if not note_due:
-            return
-        self._last_note_key, self._last_similarity = note_key, similarity
-        if plots_due:  # Set before writing, so that a failing refresh is not retried at once.
-            self._last_plot_n = n_done
-        try:
-            direction = study.direction
-            sources = _source_counts(study)
-            best = _best(completed, direction)
-            save_note(study, transfer_note(summary, n_done, trial.number, sources, best))
-            self.n_notes += 1
-            if plots_due:
-                figure = similarity_figure(summary, self._similarity_history)
-                save_plot(study, figure, graph_object_id=PLOT_ID_SIMILARITY)
-                save_plot(study, history_figure(study), graph_object_id=PLOT_ID_HISTORY)
-                try:
-                    slices = self._slice_figures(study, trial, space, proposal, completed)
-                except Exception as error:  # The model's internals may change; keep the rest.
-                    slices = []
-                    self._warn("slice plot", error)
-                for i, figure in enumerate(slices):
-                    suffix = f"-{i + 1}" if i else ""
-                    save_plot(study, figure, graph_object_id=PLOT_ID_SLICES + suffix)
-                self.n_plot_refreshes += 1
-        finally:
-            if self.n_plot_refreshes > 1 or not plots_due:  # The first refresh pays warm-ups.
-                cost = time.perf_counter() - start
-                wait = cost * (1.0 - self.max_overhead) / self.max_overhead
-                self._next_allowed = max(self._next_allowed, time.perf_counter() + wait)
+        if note_due:
+            self._last_note_key, self._last_similarity = note_key, similarity
+        return note_due, plots_due
 
-    def _slice_figures(
+    def _wait_for(self, cost: float) -> None:
+        """Holds the next time-guarded refresh back so that refreshing stays within budget."""
+        wait = cost * (1.0 - self.max_overhead) / self.max_overhead
+        self._next_allowed = max(self._next_allowed, time.perf_counter() + wait)
+
+    def _write_plots(
         self,
+        save_plot: Any,
         study: Study,
-        trial: FrozenTrial,
-        space: SearchSpace,
-        proposal: Proposal,
+        sampler: MetaBOSampler,
+        summary: Mapping[str, Any],
         completed: list[FrozenTrial],
-    ) -> list[Any]:
-        if space.dim == 0:
-            return []
-        view = ModelView.from_proposal(proposal, study.direction)
-        if view is None:
-            return []
-        return slice_figures(view, space, proposal.x, trial.number, completed)
+    ) -> None:
+        figure = similarity_figure(summary, self._similarity_history)
+        save_plot(study, figure, graph_object_id=PLOT_ID_SIMILARITY)
+        save_plot(study, history_figure(study), graph_object_id=PLOT_ID_HISTORY)
+        try:
+            slices = _slice_figures(study, sampler._latest, completed)
+        except Exception as error:  # The model's internals may change; keep the rest.
+            slices = []
+            self._warn("slice plot", error)
+        for i, figure in enumerate(slices):
+            suffix = f"-{i + 1}" if i else ""
+            save_plot(study, figure, graph_object_id=PLOT_ID_SLICES + suffix)
+
+
+def _slice_figures(
+    study: Study,
+    latest: tuple[int, SearchSpace, Proposal] | None,
+    completed: list[FrozenTrial],
+) -> list[Any]:
+    """The slice figures of the sampler's latest model proposal, if it made one."""
+    if latest is None:
+        return []
+    trial_number, space, proposal = latest
+    view = ModelView.from_proposal(proposal, study.direction)
+    if space.dim == 0 or view is None:
+        return []
+    return slice_figures(view, space, proposal.x, trial_number, completed)
+
+
+def _completed_with_a_value(trial: FrozenTrial) -> bool:
+    complete = trial.state == TrialState.COMPLETE and bool(trial.values)
+    return complete and math.isfinite(trial.values[0])
 
 
 def _note_key(summary: Mapping[str, Any]) -> str:
@@ -249,10 +267,9 @@ def _best(completed: Sequence[FrozenTrial], direction: StudyDirection) -> Frozen
     return min(completed, key=lambda t: sign * float(t.values[0]))
 
 
-def _source_counts(study: Study) -> dict[str, int]:
+def _source_counts(finished: Sequence[FrozenTrial]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    for t in study._get_trials(deepcopy=False, states=states, use_cache=True):
+    for t in finished:
         source = str(t.user_attrs.get(USER_ATTR_SOURCE, "unknown"))
         counts[source] = counts.get(source, 0) + 1
     return counts
@@ -262,6 +279,25 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(value):
         return "–"
     return f"{value:.{digits}g}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# ------------------------------------------------------------------------------- the note
+_PLOTS_SECTION = [
+    "",
+    "### Plots",
+    "",
+    "- *Task similarity*: the table above as bars, and how it changed over trials.",
+    "- *Slices through the incumbent*: for the latest proposal, the posterior mean ±2σ and "
+    "the log expected improvement (floored 30 below its maximum) along each parameter, "
+    "others fixed at the best trial.",
+    "- *Target history*: observed values by source, the best so far and the model's "
+    f"prediction ±2σ; early `{SOURCE_PRIOR_DESIGN}` trials near the final best mean the priors "
+    "helped.",
+]
 
 
 def transfer_note(
@@ -276,67 +312,68 @@ def transfer_note(
     Args:
         summary: ``MetaBOSampler.prior_summary()``-style dictionary.
         n_completed: Completed target trials so far.
-        trial_number: The trial being sampled when the note was written.
-        sources: Number of trials by ``metabo:source``.
+        trial_number: The trial after which the note was written.
+        sources: Number of finished trials by ``metabo:source``.
         best: The incumbent target trial, if any.
     """
     used = list(summary.get("used", []))
     skipped = list(summary.get("skipped", []))
     similarity = dict(summary.get("task_similarity", {}))
     lines = [f"## {NOTE_TITLE}", ""]
-    status = (
-        f"Refreshed while sampling trial #{trial_number}, after {n_completed} completed trials"
-    )
+    lines += _status_lines(n_completed, trial_number, sources, best)
+    lines += _used_lines(used, similarity) + _parameter_differences(used)
+    lines += _skipped_lines(skipped) + _similarity_lines(similarity)
+    return "\n".join(lines + _PLOTS_SECTION) + "\n"
+
+
+def _status_lines(
+    n_completed: int, trial_number: int, sources: Mapping[str, int], best: FrozenTrial | None
+) -> list[str]:
+    status = f"Refreshed after trial #{trial_number}, with {n_completed} completed trials"
     if best is not None:
         status += f"; best value so far {_fmt(best.values[0], 6)} (trial #{best.number})"
-    lines += [status + ".", ""]
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(sources.items())) or "none yet"
-    lines += [f"Finished trials by `metabo:source`: {counts}.", ""]
-    lines += [f"### Prior studies used ({len(used)})", ""]
-    if used:
-        lines += [
-            "| study | trials in the model | usable trials | all trials | similarity |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for u in used:
-            name = u["study_name"]
-            lines.append(
-                f"| {_md(name)} | {u['n_trials_used']} | {u['n_trials_usable']} "
-                f"| {u['n_trials_total']} | {_fmt(similarity.get(name), 3)} |"
-            )
-    else:
-        lines.append("None: MetaBOSampler runs as a plain GP sampler.")
-    lines += _parameter_differences(used)
-    lines += ["", f"### Prior studies skipped ({len(skipped)})", ""]
-    if skipped:
-        lines += [f"- **{_md(s['study_name'])}**: {_md(str(s['reason']))}" for s in skipped]
-    else:
-        lines.append("None.")
-    lines += ["", "### Learned task similarity", ""]
-    if similarity:
-        lines += [
-            "Correlation between each prior task and the target learned by the multi-task GP "
-            "(1: same landscape, 0: unrelated, below 0: opposite).",
-            "",
-            "| prior study | similarity |",
-            "|---|---:|",
-        ]
-        for name, corr in sorted(similarity.items(), key=lambda kv: -kv[1]):
-            lines.append(f"| {_md(name)} | {_fmt(corr, 3)} |")
-    else:
-        lines.append("Not learned yet.")
+    return [status + ".", "", f"Finished trials by `{USER_ATTR_SOURCE}`: {counts}.", ""]
+
+
+def _used_lines(used: list[Mapping[str, Any]], similarity: Mapping[str, float]) -> list[str]:
+    lines = [f"### Prior studies used ({len(used)})", ""]
+    if not used:
+        return lines + ["None: MetaBOSampler runs as a plain GP sampler."]
     lines += [
-        "",
-        "### Plots",
-        "",
-        "- *Task similarity*: the table above as bars, and how it changed over trials.",
-        "- *Slices through the incumbent*: for the latest proposal, the posterior mean ±2σ and "
-        "the log expected improvement (floored 30 below its maximum) along each parameter, "
-        "others fixed at the best trial.",
-        "- *Target history*: observed values by source, the best so far and the model's "
-        "prediction ±2σ; early `prior_design` trials near the final best mean the priors helped.",
+        "| study | trials in the model | usable trials | all trials | similarity |",
+        "|---|---:|---:|---:|---:|",
     ]
-    return "\n".join(lines) + "\n"
+    for u in used:
+        name = u["study_name"]
+        lines.append(
+            f"| {_md(name)} | {u['n_trials_used']} | {u['n_trials_usable']} "
+            f"| {u['n_trials_total']} | {_fmt(similarity.get(name), 3)} |"
+        )
+    return lines
+
+
+def _skipped_lines(skipped: list[Mapping[str, Any]]) -> list[str]:
+    lines = ["", f"### Prior studies skipped ({len(skipped)})", ""]
+    if not skipped:
+        return lines + ["None."]
+    return lines + [f"- **{_md(s['study_name'])}**: {_md(str(s['reason']))}" for s in skipped]
+
+
+def _similarity_lines(similarity: Mapping[str, float]) -> list[str]:
+    lines = ["", "### Learned task similarity", ""]
+    if not similarity:
+        return lines + ["Not learned yet."]
+    lines += [
+        "Correlation between each prior task and the target learned by the multi-task GP "
+        "(1: same landscape, 0: unrelated, below 0: opposite).",
+        "",
+        "| prior study | similarity |",
+        "|---|---:|",
+    ]
+    for name, corr in sorted(similarity.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {_md(name)} | {_fmt(corr, 3)} |")
+    return lines
 
 
 def _parameter_differences(used: list[Mapping[str, Any]]) -> list[str]:
@@ -344,7 +381,7 @@ def _parameter_differences(used: list[Mapping[str, Any]]) -> list[str]:
     rows = []
     for u in used:
         for name, how in u.get("lacked", {}).items():
-            if how["handling"] == "default":
+            if how["handling"] == LACKED_DEFAULT:
                 handled = f"held at `{how['value']!r}` (prior_defaults)"
             else:
                 learned = how.get("learned_value")
@@ -354,13 +391,9 @@ def _parameter_differences(used: list[Mapping[str, Any]]) -> list[str]:
                 )
             rows.append(f"| {_md(u['study_name'])} | lacks `{_md(name)}` | {handled} |")
         for name, how in u.get("extra", {}).items():
-            handled = "model input at the target's fixed value" if how == "fixed_params" else how
+            handled = "model input at the target's fixed value" if how == EXTRA_FIXED else how
             rows.append(f"| {_md(u['study_name'])} | also tuned `{_md(name)}` | {handled} |")
     if not rows:
         return []
     header = ["", "### Parameters that differ from the target's", ""]
     return header + ["| prior study | parameter | handling |", "|---|---|---|", *rows]
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

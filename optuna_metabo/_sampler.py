@@ -21,7 +21,6 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_metabo._dashboard import DashboardPublisher
 from optuna_metabo._output_transform import TRANSFORMS
 from optuna_metabo._prior_studies import PriorLoader
 from optuna_metabo._prior_studies import PriorSpec
@@ -112,9 +111,11 @@ class MetaBOSampler(BaseSampler):
             Torch device for the GP, ``"cpu"`` or ``"cuda"``.
         warn_independent_sampling:
             Log a warning when a parameter falls back to the independent sampler.
-        dashboard_every_n_trials:
-            Refresh the study's optuna-dashboard note and plots at most every this many trials
-            (see ``optuna_metabo._dashboard``); ``None`` turns them off.
+
+    The sampler writes nothing to the study beyond each trial's ``metabo:*`` user attributes
+    and the shared point of a running trial (a system attribute other workers read). For the
+    optuna-dashboard note and plots, pass ``optuna_metabo.DashboardCallback()`` to
+    ``study.optimize``.
     """
 
     def __init__(
@@ -134,7 +135,6 @@ class MetaBOSampler(BaseSampler):
         max_fit_points: int = 300,
         device: str = "cpu",
         warn_independent_sampling: bool = True,
-        dashboard_every_n_trials: int | None = 5,
     ) -> None:
         _validate_arguments(rank, output_transform, max_prior_trials, max_fit_points, device)
         self._prior_defaults = _parameter_values("prior_defaults", prior_defaults)
@@ -160,11 +160,14 @@ class MetaBOSampler(BaseSampler):
         self._warn_independent_sampling = warn_independent_sampling
         self._summary: dict[str, Any] = {"used": [], "skipped": [], "task_similarity": {}}
         self._summary_logged = False
-        self._dashboard = DashboardPublisher(dashboard_every_n_trials)
+        # The latest model proposal (trial number, search space, proposal): the slice plot of
+        # ``DashboardCallback`` shows the very GP that chose it.
+        self._latest: tuple[int, SearchSpace, Proposal] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]  # Locks do not pickle; e.g. Dask ships samplers to its workers.
+        state["_latest"] = None  # It holds a fitted GP; only the dashboard reads it.
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -295,7 +298,7 @@ class MetaBOSampler(BaseSampler):
                 break
         if proposal.source == SOURCE_PRIOR_DESIGN:
             self._remember_prior_values(trial, _prior_params_at(priors, space, proposal.x))
-        self._dashboard.publish(study, trial, space, proposal, self._summary)
+        self._latest = (trial.number, space, proposal)
         return params
 
     def _search_space(

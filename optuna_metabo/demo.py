@@ -3,7 +3,8 @@
 It writes a few prior studies (shifted, rescaled variants of one 4-parameter problem with a
 log-scale, an integer and a categorical parameter), then tunes a new member of the family with
 MetaBOSampler and with TPE, prints best-so-far against trials for both, and the
-optuna-dashboard command that shows all studies.
+optuna-dashboard command that shows all studies. The MetaBOSampler study also gets the
+transfer note and plots of ``DashboardCallback``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 
 import optuna
 
+from optuna_metabo._dashboard import DashboardCallback
 from optuna_metabo._sampler import MetaBOSampler
 
 
@@ -100,7 +102,10 @@ def run_demo(
         study = optuna.create_study(
             storage=storage, study_name=study_name, direction="maximize", sampler=sampler
         )
-        study.optimize(family_member(shift, scale), n_trials=n_trials, callbacks=callbacks(label))
+        study_callbacks = callbacks(label)
+        if isinstance(sampler, MetaBOSampler):  # its transfer note and plots
+            study_callbacks.append(DashboardCallback())
+        study.optimize(family_member(shift, scale), n_trials=n_trials, callbacks=study_callbacks)
         curves[label] = _best_so_far(study)
     return curves
 

@@ -77,6 +77,13 @@ def test_demo_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[-1] == f"  optuna-dashboard {storage}"
     names = set(optuna.get_all_study_names(storage))
     assert {"demo-task-a", "demo-new-task-MetaBOSampler-seed0"} <= names
+    # The demo shows the dashboard note of the MetaBOSampler study only (DashboardCallback).
+    from optuna_dashboard import get_note
+
+    metabo = optuna.load_study(study_name="demo-new-task-MetaBOSampler-seed0", storage=storage)
+    tpe = optuna.load_study(study_name="demo-new-task-TPESampler-seed0", storage=storage)
+    assert "MetaBOSampler: transfer from prior studies" in get_note(metabo)
+    assert get_note(tpe) == ""
 
 
 def test_demo_unreachable_storage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,9 +1,7 @@
-"""optuna-dashboard output of MetaBOSampler: the transfer note, the custom plots and the trial
-attributes, on SQLite, PostgreSQL and journal storages, and served by a real dashboard server.
-
-Until ``MetaBOSampler`` calls the publisher itself, :func:`make_sampler` hooks it in by
-subclassing; once the sampler has its own ``_dashboard`` publisher, that one is used.
-"""
+"""optuna-dashboard output of MetaBOSampler: the transfer note and the custom plots written by
+``DashboardCallback``, and the trial attributes, on SQLite, PostgreSQL and journal storages,
+and served by a real dashboard server. Without the callback nothing but the trial attributes
+is written."""
 
 from __future__ import annotations
 
@@ -25,8 +23,8 @@ import optuna
 from optuna.storages import BaseStorage
 import pytest
 
+from optuna_metabo import DashboardCallback
 from optuna_metabo import MetaBOSampler
-from optuna_metabo._dashboard import DashboardPublisher
 from optuna_metabo._dashboard import NOTE_TITLE
 from optuna_metabo._dashboard import PLOT_ID_HISTORY
 from optuna_metabo._dashboard import PLOT_ID_SIMILARITY
@@ -67,19 +65,6 @@ def _two_objectives(trial: optuna.Trial) -> tuple[float, float]:
     return x, 1.0 - x
 
 
-def make_sampler(priors: list[str], storage: Any, publisher: DashboardPublisher) -> Any:
-    """A MetaBOSampler whose dashboard publisher is ``publisher``, to inspect its counters.
-
-    Args:
-        priors: Prior study names.
-        storage: The prior storage.
-        publisher: The publisher to use.
-    """
-    sampler = MetaBOSampler(priors, prior_storage=storage, seed=0)
-    sampler._dashboard = publisher
-    return sampler
-
-
 def _snapshot(storage: BaseStorage, names: list[str]) -> str:
     """Everything stored about some studies, to check that they were not touched."""
     out = {}
@@ -118,18 +103,18 @@ def run_target(storage: Any, suffix: str, n_trials: int = N_TARGET_TRIALS) -> di
         study.optimize(objective, n_trials=10)
     storage_obj = optuna.storages.get_storage(storage) if isinstance(storage, str) else storage
     before = _snapshot(storage_obj, priors)
-    publisher = DashboardPublisher(every_n_trials=2, max_overhead=1.0)
+    callback = DashboardCallback(every_n_trials=2, max_overhead=1.0)
     target = optuna.create_study(
         storage=storage,
         study_name=f"target-{suffix}",
         direction="maximize",
-        sampler=make_sampler(priors, storage, publisher),
+        sampler=MetaBOSampler(priors, prior_storage=storage, seed=0),
     )
-    target.optimize(_objective(0.0, 1.5), n_trials=n_trials)
+    target.optimize(_objective(0.0, 1.5), n_trials=n_trials, callbacks=[callback])
     return {
         "study": target,
         "priors": priors,
-        "publisher": publisher,
+        "callback": callback,
         "unchanged": before == _snapshot(storage_obj, priors),
     }
 
@@ -164,7 +149,7 @@ def check_outputs(result: dict[str, Any]) -> None:
     assert sources[:3] == ["prior_design"] * 3 and set(sources) <= {"prior_design", "model"}
     for trial in study.trials:
         assert set(USER_ATTRS) <= set(trial.user_attrs), trial.number
-    assert result["publisher"].n_plot_refreshes >= 2
+    assert result["callback"].n_plot_refreshes >= 2
 
 
 # -------------------------------------------------------------------------------- fixtures
@@ -277,37 +262,65 @@ def test_note_lists_used_skipped_and_similarity() -> None:
     assert "plain GP sampler" in empty and "Not learned yet." in empty
 
 
-def test_publisher_throttles_refreshes(sqlite_run: dict[str, Any]) -> None:
-    # every_n_trials=2 over 5 trials: the first proposal, then after 2 and 4 completed trials.
-    publisher = sqlite_run["publisher"]
-    assert publisher.n_plot_refreshes == 3
-    assert publisher.seconds_spent > 0
+def test_callback_throttles_refreshes(sqlite_run: dict[str, Any]) -> None:
+    # every_n_trials=2 over 5 trials: after the first trial, then after 3 and 5 completed.
+    callback = sqlite_run["callback"]
+    assert callback.n_plot_refreshes == 3
+    assert callback.seconds_spent > 0
 
 
-def test_publisher_disabled_writes_nothing(tmp_path: Path) -> None:
-    publisher = DashboardPublisher(every_n_trials=None)
-    assert not publisher.enabled
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}")
-    publisher.publish(study, None, None, None, {})  # type: ignore[arg-type]
-    assert _system_attrs(study) == {}
+def test_the_sampler_alone_writes_no_note_and_no_plots(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    prior = optuna.create_study(storage=url, study_name="prior")
+    prior.optimize(_objective(0.2, 1.0), n_trials=6)
+    study = optuna.create_study(
+        storage=url, study_name="target", sampler=MetaBOSampler(["prior"], prior_storage=url)
+    )
+    study.optimize(_objective(0.0, 1.0), n_trials=3)
+    assert _system_attrs(study) == {} and get_note(study) == ""
+    assert all(set(USER_ATTRS) <= set(t.user_attrs) for t in study.trials)
 
 
-def test_publisher_without_optuna_dashboard_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_callback_after_ask_and_tell() -> None:
+    prior = optuna.create_study(study_name="prior")
+    prior.optimize(_objective(0.2, 1.0), n_trials=6)
+    study = optuna.create_study(sampler=MetaBOSampler([prior], seed=0))
+    callback = DashboardCallback(every_n_trials=1, max_overhead=1.0)
+    for _ in range(2):
+        trial = study.ask()
+        frozen = study.tell(trial, _objective(0.0, 1.0)(trial))
+        callback(study, frozen)
+    assert callback.n_plot_refreshes == 2
+    assert "| prior | 6 | 6 | 6 |" in get_note(study)
+    plots = get_plotly_graph_objects(_system_attrs(study))
+    assert {PLOT_ID_SIMILARITY, PLOT_ID_SLICES, PLOT_ID_HISTORY} <= set(plots)
+
+
+def test_callback_without_optuna_dashboard_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import raises ImportError
-    publisher = DashboardPublisher()
-    study = optuna.create_study()
-    publisher.publish(study, None, None, None, {})  # type: ignore[arg-type]
-    assert not publisher.enabled and _system_attrs(study) == {}
+    callback = DashboardCallback()
+    study = optuna.create_study(sampler=MetaBOSampler())
+    callback(study, None)  # type: ignore[arg-type]
+    assert not callback.enabled and _system_attrs(study) == {}
 
 
-def test_publisher_never_raises(caplog: pytest.LogCaptureFixture) -> None:
-    publisher = DashboardPublisher()
-    broken = object()
+def test_callback_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    """A broken study, then a study of another sampler: one warning, nothing written."""
+    callback = DashboardCallback()
+    tpe = optuna.create_study()
     with caplog.at_level(logging.WARNING):
-        for _ in range(2):
-            publisher.publish(broken, None, None, None, {})  # type: ignore[arg-type]
-    warnings = [r for r in caplog.records if "optuna-dashboard" in r.getMessage()]
+        for study in (object(), object(), tpe):
+            callback(study, None)  # type: ignore[arg-type]
+    warnings = [r.getMessage() for r in caplog.records if "optuna-dashboard" in r.getMessage()]
     assert len(warnings) == 1
+    assert _system_attrs(tpe) == {}
+
+
+def test_callback_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="every_n_trials"):
+        DashboardCallback(every_n_trials=0)
+    with pytest.raises(ValueError, match="max_overhead"):
+        DashboardCallback(max_overhead=0.0)
 
 
 def test_slices_cover_every_parameter_kind() -> None:

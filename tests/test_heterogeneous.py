@@ -55,7 +55,7 @@ def _best_after(sampler: MetaBOSampler, objective: Callable, n: int) -> optuna.S
 
 
 def _sampler(storage: Any, seed: int = 0, **kwargs: Any) -> MetaBOSampler:
-    return MetaBOSampler(prior_storage=storage, seed=seed, dashboard_every_n_trials=None, **kwargs)
+    return MetaBOSampler(prior_storage=storage, seed=seed, **kwargs)
 
 
 def test_grown_space_transfers_with_and_without_prior_defaults() -> None:
@@ -66,7 +66,7 @@ def test_grown_space_transfers_with_and_without_prior_defaults() -> None:
         for label, sampler in {
             "unknown": _sampler(storage, seed),
             "default": _sampler(storage, seed, prior_defaults={"b": HELD_B}),
-            "plain": MetaBOSampler(seed=seed, dashboard_every_n_trials=None),
+            "plain": MetaBOSampler(seed=seed),
         }.items():
             study = _best_after(sampler, _grown_target, 10)
             best[label].append(study.best_value)
@@ -135,7 +135,7 @@ def _conditional(trial: optuna.Trial) -> float:
 def test_conditional_target_space_is_modelled_not_sampled_at_random(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sampler = MetaBOSampler(seed=0, n_startup_trials=4, dashboard_every_n_trials=None)
+    sampler = MetaBOSampler(seed=0, n_startup_trials=4)
     with caplog.at_level(logging.WARNING):
         study = _best_after(sampler, _conditional, 25)
     # Each branch parameter goes to the independent sampler only until a trial has used it.
@@ -267,7 +267,7 @@ def test_dynamic_spaces_that_change_mid_study_never_crash() -> None:
             value += trial.suggest_categorical("odd", ["p", "q"]) == "p"
         return value
 
-    sampler = MetaBOSampler(seed=0, n_startup_trials=3, dashboard_every_n_trials=None)
+    sampler = MetaBOSampler(seed=0, n_startup_trials=3)
     study = optuna.create_study(sampler=sampler)
     study.optimize(objective, n_trials=14, catch=())
     assert len(study.trials) == 14

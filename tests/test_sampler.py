@@ -118,7 +118,7 @@ def test_without_priors_it_is_a_plain_gp_sampler() -> None:
 def test_an_evaluated_configuration_is_not_proposed_again() -> None:
     # A deterministic objective on a 3 x 3 grid: the model must try every configuration once
     # before it repeats one (log EI alone would keep re-proposing the incumbent).
-    sampler = MetaBOSampler(seed=0, n_startup_trials=2, dashboard_every_n_trials=None)
+    sampler = MetaBOSampler(seed=0, n_startup_trials=2)
     study = optuna.create_study(sampler=sampler)
 
     def objective(trial: optuna.Trial) -> float:
@@ -199,7 +199,7 @@ def test_sampler_pickles_and_keeps_working() -> None:
 
 
 def test_a_point_another_running_trial_took_meanwhile_is_proposed_again() -> None:
-    sampler = MetaBOSampler(seed=0, n_startup_trials=2, dashboard_every_n_trials=None)
+    sampler = MetaBOSampler(seed=0, n_startup_trials=2)
     study = optuna.create_study(sampler=sampler)
     for x in (0.1, 0.5, 0.9):
         study.enqueue_trial({"x": x})
