@@ -1,9 +1,11 @@
 """The ``optuna-metabo`` command line.
 
-Sub-commands: ``demo``, ``priors`` and ``bench run`` / ``bench report``. Exit codes: 0 on
-success, 1 on a runtime failure (a storage that cannot be opened, an unknown study, a failed
-benchmark run), 2 on a usage error (bad arguments). Errors are printed to stderr as one line,
-without a traceback; progress bars go to stderr and only appear on a terminal.
+Sub-commands: ``demo``, ``priors`` and ``bench run`` / ``bench report`` (``bench`` runs the
+harness in ``benchmarks/`` of a clone of the repository; it is not installed with the
+package). Exit codes: 0 on success, 1 on a runtime failure (a storage that cannot be opened, an
+unknown study, a failed benchmark run), 2 on a usage error (bad arguments). Errors are printed
+to stderr as one line, without a traceback; progress bars go to stderr and only appear on a
+terminal.
 """
 
 from __future__ import annotations
@@ -243,7 +245,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # ------------------------------------------------------------------------------------ bench
 def find_benchmarks(root: str | None = None) -> Path:
-    """The directory that holds the ``benchmarks`` package of this repository.
+    """The clone of the repository whose ``benchmarks`` package ``bench`` runs.
+
+    The harness is not part of the installed package (it needs the repository's problems,
+    surrogate data and stored results), so ``bench`` works from a clone only.
 
     Args:
         root: A directory to use instead of searching; its ``benchmarks/`` must exist.
@@ -268,8 +273,9 @@ def find_benchmarks(root: str | None = None) -> Path:
     where = given or "the current directory, its parents or the optuna-metabo source tree"
     raise CLIError(
         f"benchmark harness not found: no benchmarks/runner.py and benchmarks/report.py in "
-        f"{where}. Run from an optuna-metabo checkout, or pass --root DIR (or set "
-        f"{BENCH_ROOT_ENV})."
+        f"{where}. `optuna-metabo bench` works from a clone of the optuna-metabo repository "
+        f"only (the harness is not installed with the package): run it inside the clone, or "
+        f"pass --root CLONE (or set {BENCH_ROOT_ENV})."
     )
 
 
@@ -400,14 +406,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="Run benchmarks or write the report (wraps the repository's benchmarks/).",
-        description="Thin wrappers over the benchmark harness in the repository's benchmarks/ "
-        "directory: `bench run ARGS` runs `python -m benchmarks.runner ARGS` with progress bars, "
-        "`bench report ARGS` runs `python -m benchmarks.report ARGS`. Use `bench run --help` for "
-        "their options.",
+        help="Run benchmarks or write the report (from a clone of the repository only).",
+        description="Thin wrappers over the benchmark harness in benchmarks/ of a clone of the "
+        "optuna-metabo repository; the harness is not installed with the package, so these "
+        "work from a clone only. `bench run ARGS` runs `python -m benchmarks.runner ARGS` with "
+        "progress bars, `bench report ARGS` runs `python -m benchmarks.report ARGS`. Use "
+        "`bench run --help` for their options.",
     )
     bench.add_argument(
-        "--root", help=f"Directory containing benchmarks/ (default: searched; ${BENCH_ROOT_ENV})."
+        "--root",
+        help="The clone whose benchmarks/ to run (default: the current directory or a parent, "
+        f"then the source tree of an editable install; ${BENCH_ROOT_ENV}).",
     )
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
     for action, help_text in (

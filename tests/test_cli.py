@@ -200,11 +200,16 @@ def test_priors_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------ bench
-def test_bench_without_harness(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_without_harness_says_it_needs_a_clone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["bench", "--root", str(tmp_path), "run"]) == 1
-    assert "benchmark harness not found" in capsys.readouterr().err
-    with pytest.raises(CLIError):
+    err = capsys.readouterr().err
+    assert "benchmark harness not found" in err and "from a clone" in err
+    with pytest.raises(CLIError, match="not installed with the package"):
         find_benchmarks(str(tmp_path))
+    assert main(["bench", "--help"]) == 0
+    assert "clone" in capsys.readouterr().out
 
 
 def test_bench_progress_passes_lines_and_exit_code(capfd: pytest.CaptureFixture[str]) -> None:
