@@ -266,22 +266,6 @@ def test_failed_pruned_running_nan_and_infinite_prior_trials_are_ignored() -> No
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
 
 
-def test_prior_without_usable_trial_is_skipped_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    prior = optuna.create_study(study_name="all-failed")
-    prior.add_trial(
-        optuna.trial.create_trial(
-            params={"x": 0.5}, distributions={"x": SPACE["x"]}, state=TrialState.FAIL
-        )
-    )
-    sampler = MetaBOSampler([prior], seed=0, n_startup_trials=1)
-    with caplog.at_level(logging.WARNING):
-        run_target(sampler, n_trials=2)
-    assert logged(caplog, "all-failed", "no completed trial")
-    assert sampler.prior_summary()["skipped"][0]["study_name"] == "all-failed"
-
-
 def test_constant_prior_values() -> None:
     """Zero variance in a prior: it is used, nothing divides by zero."""
     prior = optuna.create_study(study_name="flat")
@@ -353,25 +337,6 @@ def test_priors_with_other_parameters_or_distributions(
         assert logged(caplog, variant, expected), "the skip and its reason are not logged"
 
 
-def test_multi_objective_prior_is_skipped_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    mo = optuna.create_study(study_name="mo", directions=["minimize", "maximize"])
-    rng = np.random.RandomState(0)
-    for _ in range(5):
-        mo.add_trial(
-            optuna.trial.create_trial(
-                params=random_params(SPACE, rng), distributions=SPACE, values=[1.0, 2.0]
-            )
-        )
-    sampler = MetaBOSampler([mo, prior_study()], seed=0)
-    with caplog.at_level(logging.WARNING):
-        study = run_target(sampler, n_trials=2)
-    assert logged(caplog, "'mo'", "multi-objective")
-    assert [u["study_name"] for u in sampler.prior_summary()["used"]] == ["prior"]
-    assert set(sources(study)) <= SOURCES
-
-
 def _memory_kib(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -423,8 +388,17 @@ def test_huge_prior_history_is_subsampled_with_bounded_time_and_memory(
 
 # --------------------------------------------------------------------- target-side problems
 def test_conditional_search_space_in_the_target() -> None:
-    """Branch-dependent parameters: the shared ones go to the GP, the rest to the independent
-    sampler; values stay in range and no trial fails."""
+    """Branch-dependent parameters: each goes to the independent sampler once, on the first
+    trial that takes its branch, and to the GP once a completed trial has used it; the shared
+    parameters never do. Every trial has exactly the parameters of its branch."""
+    independent: list[tuple[int, str]] = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def sample_independent(
+            self, study: optuna.Study, trial: Any, name: str, dist: BaseDistribution
+        ) -> Any:
+            independent.append((trial.number, name))
+            return super().sample_independent(study, trial, name, dist)
 
     def conditional(trial: optuna.Trial) -> float:
         kind = trial.suggest_categorical("kind", ("a", "b", "c"))
@@ -435,9 +409,25 @@ def test_conditional_search_space_in_the_target() -> None:
             return x + trial.suggest_int("depth", 1, 8)
         return x
 
-    sampler = MetaBOSampler([prior_study()], seed=0, warn_independent_sampling=False)
-    study = run_target(sampler, n_trials=6, func=conditional)
-    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    sampler = MetaBOSampler(
+        [prior_study()],
+        seed=0,
+        independent_sampler=Recording(seed=0),
+        warn_independent_sampling=False,
+    )
+    study = run_target(sampler, n_trials=8, func=conditional)
+    branch = {"a": {"alpha"}, "b": {"depth"}, "c": set()}
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE
+        assert set(trial.params) == {"kind", "x"} | branch[trial.params["kind"]]
+    first_use = {}
+    for trial in study.trials:
+        for name in set(trial.params) - set(first_use):
+            first_use[name] = trial.number
+    branch_params = {n: first_use[n] for n in ("alpha", "depth") if n in first_use}
+    assert branch_params, "no trial took a branch with its own parameter"
+    assert sorted(independent) == sorted((number, n) for n, number in branch_params.items())
+    assert set(sources(study)) <= SOURCES
 
 
 def test_dynamic_search_space_in_the_target() -> None:

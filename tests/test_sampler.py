@@ -59,10 +59,7 @@ def test_first_trial_already_uses_the_priors() -> None:
     study.optimize(_quadratic(0.55), n_trials=1)
     trial = study.trials[0]
     assert trial.user_attrs[USER_ATTR_SOURCE] == "prior_design"
-    best_prior_values = [
-        optuna.load_study(study_name=f"prior-{i}", storage=storage).best_params for i in range(2)
-    ]
-    # The first point is one of the priors' best configurations, not a random one.
+    # The first point is one of the three best configurations of a prior, not a random one.
     candidates = [
         t.params
         for i in range(2)
@@ -71,8 +68,14 @@ def test_first_trial_already_uses_the_priors() -> None:
             key=lambda t: t.value,
         )[:3]
     ]
-    assert any(np.allclose(list(trial.params.values()), list(c.values())) for c in candidates)
-    assert best_prior_values
+    assert any(
+        all(math.isclose(trial.params[k], c[k], abs_tol=1e-7) for k in c) for c in candidates
+    )
+    # And it is better than most of what the priors tried on their own tasks.
+    prior_values = [
+        t.value for t in optuna.load_study(study_name="prior-0", storage=storage).trials
+    ]
+    assert trial.value < np.quantile(prior_values, 0.25)
 
 
 def test_user_attrs_and_prior_summary() -> None:
@@ -133,12 +136,6 @@ def test_an_evaluated_configuration_is_not_proposed_again() -> None:
     assert len(model_trials) >= 6
     assert len(set(configurations)) == len(configurations)
     assert not earlier & set(configurations)
-
-
-def test_multi_objective_target_is_a_clear_error() -> None:
-    study = optuna.create_study(directions=["minimize", "maximize"], sampler=MetaBOSampler())
-    with pytest.raises(ValueError, match="single-objective"):
-        study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
 
 
 def test_transfer_beats_no_transfer_after_five_trials() -> None:
