@@ -276,9 +276,13 @@ def test_constant_prior_values() -> None:
                 params=random_params(SPACE, rng), distributions=SPACE, value=1.0
             )
         )
-    sampler = MetaBOSampler([prior], seed=0)
+    sampler = MetaBOSampler([prior], seed=0, n_prior_design_trials=1)
     study = run_target(sampler, n_trials=3)
-    assert set(sources(study)) <= SOURCES
+    assert [u["study_name"] for u in sampler.prior_summary()["used"]] == ["flat"]
+    assert sources(study) == ["prior_design", "model", "model"]
+    for trial in study.trials:
+        assert math.isfinite(trial.user_attrs["metabo:predicted_mean"])
+        assert math.isfinite(trial.user_attrs["metabo:acquisition_value"])
 
 
 def test_thousands_of_identical_and_duplicate_trials_are_merged() -> None:

@@ -85,7 +85,7 @@ def test_user_attrs_and_prior_summary() -> None:
     study.optimize(_quadratic(0.5), n_trials=3)
     last = study.trials[-1]
     assert last.user_attrs[USER_ATTR_SOURCE] == "model"
-    assert last.user_attrs[USER_ATTR_PREDICTED_STD] >= 0
+    assert last.user_attrs[USER_ATTR_PREDICTED_STD] > 0
     assert math.isfinite(last.user_attrs[USER_ATTR_PREDICTED_MEAN])
     assert math.isfinite(last.user_attrs[USER_ATTR_ACQUISITION])
     summary = sampler.prior_summary()
