@@ -334,46 +334,16 @@ def fit(
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
     dtype = amp_dtype(device, amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    peak_lrs = [group["lr"] for group in optimizer.param_groups]
-    plateau = (
-        torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="max",
-            factor=controls.plateau_factor,
-            patience=controls.plateau_patience,
-        )
-        if controls.lr_plateau
-        else None
-    )
+    stepper = _Stepper(optimizer, device, dtype, warmup_steps, max_grad_norm)
+    plateau = _plateau_schedule(optimizer, controls)
     history: list[dict[str, float]] = []
-    best_value, best_epoch, step = -math.inf, -1, 0
+    best_value, best_epoch = -math.inf, -1
     stopped_early = False
     for epoch in range(epochs):
-        model.train()
-        loss_sum, n_seen = 0.0, 0
-        for batch in train_loader:
-            if step < warmup_steps:
-                for group, peak in zip(optimizer.param_groups, peak_lrs):
-                    group["lr"] = peak * (step + 1) / warmup_steps
-            batch = _to_device(batch, device)
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, dtype):
-                logits = forward(model, batch)
-            loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
-            scaler.scale(loss).backward()
-            if max_grad_norm is not None:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            loss_sum += loss.item() * len(batch["labels"])
-            n_seen += len(batch["labels"])
-        diverged = not math.isfinite(loss_sum)
+        train_loss = _train_epoch(model, train_loader, forward, device, dtype, stepper)
         record = {
             "epoch": float(epoch),
-            "train_loss": loss_sum / max(n_seen, 1),
+            "train_loss": train_loss,
             "lr": float(optimizer.param_groups[0]["lr"]),
             **evaluate(model, val_loader, forward, device, dtype),
         }
@@ -381,23 +351,122 @@ def fit(
         value = record[metric]
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
-        if plateau is not None and step >= warmup_steps:
+        if plateau is not None and stepper.warmed_up:
             plateau.step(value)
         if value > best_value:
             best_value, best_epoch = value, epoch
         if trial is not None:
-            trial.set_user_attr("history", history)
-            trial.set_user_attr("accuracy", history[best_epoch]["accuracy"])
-            trial.set_user_attr("f1", history[best_epoch]["f1"])
-            trial.report(value, step=epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"Pruned at epoch {epoch} with {metric}={value:.4f}.")
+            _report(trial, history, best_epoch, epoch, metric)
         patience = controls.early_stopping_patience
+        diverged = not math.isfinite(train_loss)
         if diverged or (patience is not None and epoch - best_epoch >= patience):
             # A diverged run (non-finite loss) keeps its best metric so far and stops.
             stopped_early = epoch < epochs - 1
             break
     return FitResult(best_value, best_epoch, history, stopped_early)
+
+
+class _Stepper:
+    """Optimizer steps with a linear learning-rate warmup, a gradient scaler for fp16 and
+    optional gradient clipping.
+
+    Args:
+        optimizer: The optimizer; its learning rates are the peak learning rates.
+        device: The training device.
+        dtype: The autocast dtype; fp16 gets a gradient scaler.
+        warmup_steps: Steps of linear warmup from 0 to the peak learning rates.
+        max_grad_norm: Clip gradients to this norm, if given.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        warmup_steps: int,
+        max_grad_norm: float | None,
+    ) -> None:
+        self.optimizer = optimizer
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.peak_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.warmup_steps = warmup_steps
+        self.max_grad_norm = max_grad_norm
+        self.n_steps = 0
+
+    @property
+    def warmed_up(self) -> bool:
+        """Whether the warmup is over."""
+        return self.n_steps >= self.warmup_steps
+
+    def warm_up(self) -> None:
+        """Sets the learning rates of the coming step while warming up."""
+        if not self.warmed_up:
+            for group, peak in zip(self.optimizer.param_groups, self.peak_lrs):
+                group["lr"] = peak * (self.n_steps + 1) / self.warmup_steps
+
+    def step(self, loss: torch.Tensor, model: nn.Module) -> None:
+        """Back-propagates ``loss`` and takes one optimizer step."""
+        self.scaler.scale(loss).backward()
+        if self.max_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.n_steps += 1
+
+
+def _plateau_schedule(
+    optimizer: torch.optim.Optimizer, controls: TrainingControls
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """The plateau schedule on the (maximized) validation metric, if ``controls`` ask for it."""
+    if not controls.lr_plateau:
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=controls.plateau_factor, patience=controls.plateau_patience
+    )
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: TensorLoader,
+    forward: ForwardFn,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    stepper: _Stepper,
+) -> float:
+    """Trains ``model`` for one epoch; returns the mean training loss (not finite if training
+    diverged)."""
+    model.train()
+    loss_sum, n_seen = 0.0, 0
+    for batch in loader:
+        stepper.warm_up()
+        batch = _to_device(batch, device)
+        stepper.optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, dtype):
+            logits = forward(model, batch)
+        loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+        stepper.step(loss, model)
+        loss_sum += loss.item() * len(batch["labels"])
+        n_seen += len(batch["labels"])
+    return loss_sum / max(n_seen, 1)
+
+
+def _report(
+    trial: optuna.Trial,
+    history: list[dict[str, float]],
+    best_epoch: int,
+    epoch: int,
+    metric: str,
+) -> None:
+    """Stores the history and the best epoch's metrics on ``trial``, reports this epoch's
+    ``metric`` and prunes the trial if its pruner says so."""
+    trial.set_user_attr("history", history)
+    trial.set_user_attr("accuracy", history[best_epoch]["accuracy"])
+    trial.set_user_attr("f1", history[best_epoch]["f1"])
+    value = history[epoch][metric]
+    trial.report(value, step=epoch)
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"Pruned at epoch {epoch} with {metric}={value:.4f}.")
 
 
 def count_parameters(model: nn.Module) -> int:
