@@ -29,6 +29,7 @@ from benchmarks.problems import Problem
 from benchmarks.regret import best_so_far
 from benchmarks.regret import BOUND_SAMPLES
 from benchmarks.regret import Bounds
+from benchmarks.regret import BOUNDS_METHOD
 from benchmarks.regret import task_bounds
 from benchmarks.runner import COMPLETE
 from benchmarks.runner import get_storage
@@ -119,6 +120,9 @@ def load_runs(
 def attach_regret(runs: list[Run], cache_dir: str | os.PathLike[str], n_samples: int) -> None:
     """Compute each run's normalized regret curve (see :mod:`benchmarks.regret`).
 
+    The bounds of a task come from the problem alone (cached), never from the runs, so a run's
+    regret does not change when other runs are added.
+
     Args:
         runs: Runs; ``regret`` is filled in place.
         cache_dir: Bounds cache directory.
@@ -130,12 +134,27 @@ def attach_regret(runs: list[Run], cache_dir: str | os.PathLike[str], n_samples:
     for (problem_name, target), task_runs in by_task.items():
         problem = get_problem(problem_name)
         bounds = task_bounds(problem, target, cache_dir, n_samples)
-        bounds = bounds.widened(np.concatenate([r.values for r in task_runs]))
         for run in task_runs:
             run.bounds = bounds
             curve = bounds.regret(best_so_far(run.values, problem.direction))
             pad = max(run.budget - len(curve), 0)
             run.regret = np.concatenate([curve, np.full(pad, curve[-1] if len(curve) else 1.0)])
+
+
+def beyond_bounds(runs: list[Run]) -> list[Run]:
+    """The runs that found a better value than their task's best known value (regret 0).
+
+    Args:
+        runs: Runs with regret bounds attached (:func:`attach_regret`).
+    """
+    beyond = []
+    for run in runs:
+        if run.bounds is None or not np.isfinite(run.values).any():
+            continue
+        sign = -1.0 if run.bounds.direction == "maximize" else 1.0
+        if sign * np.nanmin(sign * run.values) < sign * run.bounds.best:
+            beyond.append(run)
+    return beyond
 
 
 def _order(names: set[str]) -> list[str]:
@@ -376,11 +395,13 @@ def plot_group(runs: list[Run], path: Path, title: str) -> None:
 
 DEFINITIONS = """\
 - **Normalized regret** of a run after n trials on target task t:
-  `r(n) = |y*_t - y_best(n)| / |y*_t - y-_t|`, where `y_best(n)` is the best value among the
-  run's first n trials, `y*_t` the best known and `y-_t` the worst known value of t. The bounds
-  are estimated once per task from {n_samples} uniformly random configurations (plus the
-  analytic optimum where known) and cached as JSON, then widened by every value observed in
-  any stored run on t. 0 = best known value found, 1 = no better than the worst known value.
+  `r(n) = |y*_t - y_best(n)| / |y*_t - y-_t|`, clipped to [0, 1], where `y_best(n)` is the
+  best value among the run's first n trials, `y*_t` the best known and `y-_t` the worst known
+  value of t. The bounds come from the problem, never from the runs, so adding runs changes
+  no number: `y-_t` is the worst of {n_samples} uniformly random configurations, `y*_t` the
+  best of them refined by seeded local searches, or the analytic optimum where known
+  (method `{method}`), computed once per task and cached as JSON. 0 = best known value found
+  (or beaten), 1 = no better than the worst known value.
 - **mean ± SE**: mean over (target, seed) runs and its standard error (std / sqrt(runs)).
   Bold: the lowest mean in the column. Plots show the mean curve with a 95% percentile
   bootstrap confidence band of the mean (log scale, floored at 1e-4).
@@ -506,7 +527,14 @@ def build_report(
     if command:
         md += ["Runs produced by:", "", f"```\n{command}\n```", ""]
     md += [f"{len(runs)} runs, optuna {optuna.__version__}.", "", "## Definitions", ""]
-    md += [DEFINITIONS.format(n_samples=n_samples)]
+    md += [DEFINITIONS.format(n_samples=n_samples, method=BOUNDS_METHOD)]
+    beyond = beyond_bounds(runs)
+    which = sorted({f"{r.sampler} on {r.problem} {r.target}" for r in beyond})
+    md += [
+        f"Runs that beat their task's best known value (regret 0 from then on): {len(beyond)} "
+        f"of {len(runs)}" + (f" ({', '.join(which)})" if which else "") + ".",
+        "",
+    ]
     requested = samplers or list(SAMPLERS)
     skipped = [(s, SAMPLERS[s].unavailable()) for s in requested if s in SAMPLERS]
     skipped = [(s, why) for s, why in skipped if why]

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import optuna
@@ -26,11 +27,15 @@ from benchmarks.problems.lcbench import lcbench_available
 from benchmarks.problems.lcbench import yahpo_dir
 from benchmarks.regret import best_so_far
 from benchmarks.regret import Bounds
+from benchmarks.regret import BOUNDS_METHOD
+from benchmarks.regret import estimate_bounds
 from benchmarks.regret import task_bounds
 from benchmarks.report import attach_regret
+from benchmarks.report import beyond_bounds
 from benchmarks.report import build_report
 from benchmarks.report import load_runs
 from benchmarks.report import reuse_floors
+from benchmarks.report import Run
 from benchmarks.runner import get_storage
 from benchmarks.runner import plan
 from benchmarks.runner import prior_name
@@ -146,30 +151,62 @@ def test_regret_definition() -> None:
     np.testing.assert_allclose(best_so_far(-values, "maximize"), [-5, -3, -3, -3, -1])
     bounds = Bounds(best=1.0, worst=11.0, direction="minimize")
     np.testing.assert_allclose(bounds.regret(np.array([11.0, 6.0, 1.0])), [1.0, 0.5, 0.0])
-    wide = Bounds(90.0, 50.0, "maximize").widened(np.array([95.0, 40.0]))
-    assert (wide.best, wide.worst) == (95.0, 40.0)
-    np.testing.assert_allclose(wide.regret(np.array([40.0, 95.0])), [1.0, 0.0])
+    # Beyond the bounds the regret is clipped: 0 for a better value, 1 for a worse one.
+    maximize = Bounds(90.0, 50.0, "maximize")
+    np.testing.assert_allclose(maximize.regret(np.array([40.0, 70.0, 95.0])), [1.0, 0.5, 0.0])
 
 
 def test_bounds_are_computed_once_and_cached(tmp_path: Path) -> None:
     problem = get_problem("branin")
     calls = []
-    original = problem.random_values
+    original = problem.random_configurations
 
-    def counting(task: str, n: int, seed: int) -> np.ndarray:
-        calls.append(task)
-        return original(task, n, seed)
+    def counting(n: int, seed: int) -> list[dict[str, Any]]:
+        calls.append(n)
+        return original(n, seed)
 
-    problem.random_values = counting  # type: ignore[method-assign]
+    problem.random_configurations = counting  # type: ignore[method-assign]
     try:
         first = task_bounds(problem, "t01", tmp_path, n_samples=300)
         second = task_bounds(problem, "t01", tmp_path, n_samples=300)
     finally:
-        del problem.random_values
-    assert calls == ["t01"] and first == second
+        del problem.random_configurations
+    assert calls == [300] and first == second
     cached = json.loads((tmp_path / "bounds-branin.json").read_text())
-    assert cached["t01"]["n_samples"] == 300
+    assert cached["t01"]["n_samples"] == 300 and cached["t01"]["method"] == BOUNDS_METHOD
     assert first.best == pytest.approx(problem.known_optimum("t01"))
+
+
+def test_local_search_finds_the_optimum_that_random_samples_miss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problem = get_problem("hartmann6")
+    optimum = problem.known_optimum("t00")
+    assert optimum is not None
+    monkeypatch.setattr(problem, "known_optimum", lambda task: None)
+    best, worst = estimate_bounds(problem, "t00", n_samples=500)
+    random_values = problem.random_values("t00", 500, 0)
+    assert worst == pytest.approx(float(random_values.max()))
+    span = worst - optimum
+    assert float(random_values.min()) - optimum > 0.05 * span  # random points are far from it
+    assert best - optimum < 1e-3 * span  # the local search is not
+    assert estimate_bounds(problem, "t00", n_samples=500) == (best, worst)
+
+
+def test_regret_does_not_change_when_runs_are_added(tmp_path: Path) -> None:
+    """The bounds come from the problem: a better run added later changes no earlier number."""
+
+    def run(values: list[float], seed: int) -> Run:
+        return Run("branin", "branin", "t01", "tpe", seed, 3, np.array(values), np.zeros(3))
+
+    first = run([40.0, 20.0, 15.0], 0)
+    attach_regret([first], tmp_path, 300)
+    before = first.regret.copy()
+    better = run([30.0, 12.0, 10.5], 1)
+    again = run([40.0, 20.0, 15.0], 0)
+    attach_regret([again, better], tmp_path, 300)
+    np.testing.assert_array_equal(again.regret, before)
+    assert beyond_bounds([again, better]) == []
 
 
 def test_quick_runs_complete_and_are_stored(quick: dict) -> None:

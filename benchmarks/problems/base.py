@@ -86,6 +86,68 @@ class MidpointTrial(RandomTrial):
         return choices[0]
 
 
+class LocalTrial(RandomTrial):
+    """A stand-in trial that draws near ``center``, to refine a good configuration.
+
+    A numerical value moves by a normal step of ``radius`` times its (log) range and is
+    clipped to the range; a categorical one changes to a uniform choice with probability
+    ``radius``. A parameter that ``center`` lacks (a branch it did not take) is uniform.
+
+    Args:
+        rng: Random generator to draw from.
+        center: The configuration to draw near.
+        radius: Step size as a share of each range, in ``(0, 1]``.
+    """
+
+    def __init__(self, rng: np.random.Generator, center: dict[str, Any], radius: float) -> None:
+        super().__init__(rng)
+        self._center = center
+        self._radius = radius
+
+    def _near(self, center: float, low: float, high: float) -> float:
+        return float(
+            np.clip(center + self._rng.normal(0.0, self._radius * (high - low)), low, high)
+        )
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None
+    ) -> float:
+        """A float near the center's, like ``Trial.suggest_float``."""
+        if name not in self._center:
+            return super().suggest_float(name, low, high, log=log, step=step)
+        center = float(self._center[name])
+        if log:
+            value = math.exp(self._near(math.log(center), math.log(low), math.log(high)))
+        else:
+            value = self._near(center, low, high)
+        value = min(max(value, low), high)
+        if step is not None:
+            value = min(low + round((value - low) / step) * step, high)
+        self.params[name] = float(value)
+        return float(value)
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        """An integer near the center's, like ``Trial.suggest_int``."""
+        if name not in self._center:
+            return super().suggest_int(name, low, high, log=log)
+        center = float(self._center[name])
+        if log:
+            u = self._near(math.log(center), math.log(low - 0.5), math.log(high + 0.5))
+            value = int(min(high, max(low, round(math.exp(u)))))
+        else:
+            value = int(min(high, max(low, round(self._near(center, low - 0.5, high + 0.5)))))
+        self.params[name] = value
+        return value
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        """The center's choice, or with probability ``radius`` a uniform one."""
+        center = self._center.get(name)
+        if name in self._center and center in choices and self._rng.random() >= self._radius:
+            self.params[name] = center
+            return center
+        return super().suggest_categorical(name, choices)
+
+
 class HoldingTrial:
     """Proxy of a trial that returns held values instead of suggesting those parameters.
 
@@ -186,10 +248,19 @@ class Problem:
         return np.array([self.evaluate(task, p) for p in params], dtype=float)
 
     def random_values(self, task: str, n: int, seed: int) -> np.ndarray:
-        """Evaluate ``n`` uniformly random configurations (used for regret bounds).
+        """Evaluate ``n`` uniformly random configurations.
 
         Args:
             task: Task id.
+            n: Number of configurations.
+            seed: Seed of the random generator.
+        """
+        return self.evaluate_many(task, self.random_configurations(n, seed))
+
+    def random_configurations(self, n: int, seed: int) -> list[dict[str, Any]]:
+        """Draw ``n`` uniformly random configurations of the target space.
+
+        Args:
             n: Number of configurations.
             seed: Seed of the random generator.
         """
@@ -199,7 +270,26 @@ class Problem:
             trial = RandomTrial(rng)
             self.suggest(trial)
             configs.append(trial.params)
-        return self.evaluate_many(task, configs)
+        return configs
+
+    def configurations_near(
+        self, center: dict[str, Any], n: int, radius: float, rng: np.random.Generator
+    ) -> list[dict[str, Any]]:
+        """Draw ``n`` configurations of the target space near ``center`` (see
+        :class:`LocalTrial`).
+
+        Args:
+            center: A configuration of the target space.
+            n: Number of configurations.
+            radius: Step size as a share of each parameter's range.
+            rng: Random generator.
+        """
+        configs = []
+        for _ in range(n):
+            trial = LocalTrial(rng, center, radius)
+            self.suggest(trial)
+            configs.append(trial.params)
+        return configs
 
     def known_optimum(self, task: str) -> float | None:
         """Return the exact optimum of ``task`` when known analytically, else ``None``.
