@@ -8,8 +8,6 @@ a task's raw units.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtri
-from scipy.stats import rankdata
 
 
 TRANSFORMS = ("standardize", "copula")
@@ -28,6 +26,9 @@ def transform_task_values(values: np.ndarray, kind: str) -> np.ndarray:
     if len(values) == 0:
         return values.astype(float)
     if kind == "copula":
+        from scipy.special import ndtri  # SciPy's stats module takes ~0.5 s to import.
+        from scipy.stats import rankdata
+
         quantiles = (rankdata(values) - 0.5) / len(values)
         return ndtri(quantiles)
     std = float(np.std(values))
