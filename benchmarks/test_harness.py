@@ -209,6 +209,7 @@ def test_regret_does_not_change_when_runs_are_added(tmp_path: Path) -> None:
     assert beyond_bounds([again, better]) == []
 
 
+@pytest.mark.slow
 def test_quick_runs_complete_and_are_stored(quick: dict) -> None:
     results = quick["results"]
     assert not [r for r in results if r.startswith("FAILED")], results
@@ -236,6 +237,7 @@ def test_quick_runs_complete_and_are_stored(quick: dict) -> None:
                 assert len(optuna.load_study(study_name=prior, storage=storage).trials) == 10
 
 
+@pytest.mark.slow
 def test_warm_start_enqueues_the_best_prior_configurations(quick: dict) -> None:
     storage = get_storage(quick["storage"])
     key = next(k for k in quick["keys"] if k.sampler == "warm_tpe")
@@ -248,6 +250,7 @@ def test_warm_start_enqueues_the_best_prior_configurations(quick: dict) -> None:
     assert all(best in first for best in bests)
 
 
+@pytest.mark.slow
 def test_rerun_skips_stored_runs_and_only_adds_missing(quick: dict) -> None:
     keys = [k for k in quick["keys"] if k.problem == "branin"]
     again = run_all(keys, QUICK, quick["storage"], jobs=1, log=False)
@@ -262,6 +265,7 @@ def test_rerun_skips_stored_runs_and_only_adds_missing(quick: dict) -> None:
     assert len(study.trials) == QUICK.budget and study.user_attrs["bench:complete"]
 
 
+@pytest.mark.slow
 def test_full_mode_pool_runs_in_parallel(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'pool.db'}"
     keys = plan(["branin"], ["random", "warm_tpe"], range(2), "1")
@@ -272,6 +276,7 @@ def test_full_mode_pool_runs_in_parallel(tmp_path: Path) -> None:
     assert all(r.startswith("skipped (stored)") for r in again)
 
 
+@pytest.mark.slow
 def test_report_is_produced(quick: dict, tmp_path: Path) -> None:
     out = tmp_path / "results"
     path = build_report(
@@ -291,6 +296,7 @@ def test_report_is_produced(quick: dict, tmp_path: Path) -> None:
     assert "bounds-branin.json" in bounds_files
 
 
+@pytest.mark.slow
 def test_reuse_floor_is_what_warm_start_reaches_after_its_enqueued_trials(quick: dict) -> None:
     runs = load_runs(quick["storage"], ["branin"])
     attach_regret(runs, quick["root"] / "cache", 200)
@@ -302,6 +308,7 @@ def test_reuse_floor_is_what_warm_start_reaches_after_its_enqueued_trials(quick:
     assert all(a <= b + 1e-12 for a, b in zip(floors["all"], floors["incumbents"]))
 
 
+@pytest.mark.slow
 def test_report_cli_runs_as_module(quick: dict, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "benchmarks.report", "--storage", quick["storage"]]
     cmd += ["--out", str(tmp_path), "--name", "cli", "--problems", "branin"]

@@ -50,6 +50,7 @@ def test_usage_errors_exit_2(
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "optuna_metabo.cli", *args]
@@ -65,6 +66,7 @@ def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- demo
+@pytest.mark.slow
 def test_demo_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     storage = f"sqlite:///{tmp_path / 'demo.db'}"
     argv = ["demo", "--storage", storage, "--n-trials", "3", "--n-prior-trials", "4"]

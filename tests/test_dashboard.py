@@ -159,10 +159,12 @@ def sqlite_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"url": url, **run_target(url, "sqlite")}
 
 
+@pytest.mark.slow
 def test_sqlite_note_plots_and_attributes(sqlite_run: dict[str, Any]) -> None:
     check_outputs(sqlite_run)
 
 
+@pytest.mark.slow
 def test_journal_note_plots_and_attributes(tmp_path: Path) -> None:
     from optuna.storages.journal import JournalFileBackend
     from optuna.storages.journal import JournalStorage
@@ -171,6 +173,7 @@ def test_journal_note_plots_and_attributes(tmp_path: Path) -> None:
     check_outputs(run_target(storage, "journal"))
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_postgres_note_plots_and_attributes(postgres_url: str) -> None:
     suffix = uuid.uuid4().hex[:8]
@@ -221,6 +224,7 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_dashboard_server_serves_note_plots_and_attributes(
     dashboard: str, sqlite_run: dict[str, Any]
 ) -> None:
@@ -262,6 +266,7 @@ def test_note_lists_used_skipped_and_similarity() -> None:
     assert "plain GP sampler" in empty and "Not learned yet." in empty
 
 
+@pytest.mark.slow
 def test_callback_throttles_refreshes(sqlite_run: dict[str, Any]) -> None:
     # every_n_trials=2 over 5 trials: after the first trial, then after 3 and 5 completed.
     callback = sqlite_run["callback"]
@@ -269,6 +274,7 @@ def test_callback_throttles_refreshes(sqlite_run: dict[str, Any]) -> None:
     assert callback.seconds_spent > 0
 
 
+@pytest.mark.slow
 def test_the_sampler_alone_writes_no_note_and_no_plots(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     prior = optuna.create_study(storage=url, study_name="prior")
@@ -281,6 +287,7 @@ def test_the_sampler_alone_writes_no_note_and_no_plots(tmp_path: Path) -> None:
     assert all(set(USER_ATTRS) <= set(t.user_attrs) for t in study.trials)
 
 
+@pytest.mark.slow
 def test_callback_after_ask_and_tell() -> None:
     prior = optuna.create_study(study_name="prior")
     prior.optimize(_objective(0.2, 1.0), n_trials=6)

@@ -32,6 +32,10 @@ from optuna.trial import TrialState
 import pytest
 
 
+# Every test here starts worker processes or waits out heartbeats: seconds each.
+pytestmark = pytest.mark.slow
+
+
 TESTS_DIR = Path(__file__).resolve().parent
 N_WORKERS = 4
 TRIALS_PER_WORKER = 3

@@ -135,16 +135,19 @@ def assert_trained(trial: optuna.trial.FrozenTrial, chance: float) -> None:
     assert trial.user_attrs["n_parameters"] > 0
 
 
+@pytest.mark.slow
 def test_cnn_objective_trains(digits_task: data_lib.TaskData) -> None:
     objective = CNNObjective(digits_task, max_epochs=3, device="cpu")
     assert_trained(run_one(objective, CNN_PARAMS), chance=0.5)
 
 
+@pytest.mark.slow
 def test_resnet_objective_trains(digits_task: data_lib.TaskData) -> None:
     objective = ResNetObjective(digits_task, max_epochs=2, device="cpu")
     assert_trained(run_one(objective, RESNET_PARAMS), chance=0.3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["bert-tiny", "distilbert-tiny", "roberta-tiny"])
 def test_text_objective_trains(text_task: data_lib.TaskData, model: str) -> None:
     pytest.importorskip("transformers")
@@ -180,6 +183,7 @@ def test_text_search_space_ranges(text_task: data_lib.TaskData) -> None:
     assert PRETRAINED_LR_RANGE == (1e-5, 5e-4)  # the spec's range for pretrained models
 
 
+@pytest.mark.slow
 def test_pruning_marks_trial_pruned(digits_task: data_lib.TaskData) -> None:
     objective = CNNObjective(digits_task, max_epochs=3, device="cpu")
     trial = run_one(objective, CNN_PARAMS, pruner=AlwaysPrune())
@@ -306,6 +310,7 @@ def history_storage(tmp_path_factory: pytest.TempPathFactory) -> str:
     return storage
 
 
+@pytest.mark.slow
 def test_build_history(history_storage: str) -> None:
     assert sorted(optuna.get_all_study_names(history_storage)) == [
         "cnn-digits-0to4",
@@ -333,6 +338,7 @@ def _tune(history_storage: str, tmp_path: Path, samplers: list[str]) -> dict[str
     return summary
 
 
+@pytest.mark.slow
 def test_tune_with_priors_tpe(
     history_storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -344,6 +350,7 @@ def test_tune_with_priors_tpe(
     assert summary["trials_to_target"][0.2]["tpe"][0] is not None
 
 
+@pytest.mark.slow
 def test_tune_with_priors_metabo(history_storage: str, tmp_path: Path) -> None:
     try:
         from optuna_metabo import MetaBOSampler  # noqa: F401
@@ -355,6 +362,7 @@ def test_tune_with_priors_metabo(history_storage: str, tmp_path: Path) -> None:
     assert not math.isnan(summary["curves"]["metabo"][0][-1])
 
 
+@pytest.mark.slow
 def test_prior_resolution_leaves_out_the_new_task(history_storage: str) -> None:
     resolved = tune_with_priors.resolve_prior_studies(
         ["cnn-*"], history_storage, exclude="cnn-digits-0to4"
@@ -364,6 +372,7 @@ def test_prior_resolution_leaves_out_the_new_task(history_storage: str) -> None:
         tune_with_priors.resolve_prior_studies(["resnet-*"], history_storage, exclude="x")
 
 
+@pytest.mark.slow
 def test_scripts_help(capsys: pytest.CaptureFixture[str]) -> None:
     for main in (tune_with_priors.main, lambda argv: families.run_family_cli("bert", argv)):
         with pytest.raises(SystemExit) as exit_info:

@@ -58,6 +58,7 @@ def _sampler(storage: Any, seed: int = 0, **kwargs: Any) -> MetaBOSampler:
     return MetaBOSampler(prior_storage=storage, seed=seed, **kwargs)
 
 
+@pytest.mark.slow
 def test_grown_space_transfers_with_and_without_prior_defaults() -> None:
     storage = optuna.storages.InMemoryStorage()
     _grown_priors(storage)
@@ -132,6 +133,7 @@ def _conditional(trial: optuna.Trial) -> float:
     return 0.02 * (depth - 7) ** 2 + (trial.suggest_float("leaf", 0, 1) - 0.3) ** 2 + x**2
 
 
+@pytest.mark.slow
 def test_conditional_target_space_is_modelled_not_sampled_at_random(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -234,6 +236,7 @@ def test_parameter_kinds_that_differ_are_matched_by_value() -> None:
     assert used["n_trials_usable"] < 30  # the trials with the choice "old" are dropped
 
 
+@pytest.mark.slow
 def test_a_prior_lacking_the_parent_of_a_branch_is_used() -> None:
     storage = optuna.storages.InMemoryStorage()
     # The prior always trained with SGD and never had the ``opt`` choice.

@@ -131,6 +131,7 @@ def test_gradient_equals_autograd_through_cholesky(
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_fit_learns_the_sign_of_task_correlation(sign: float) -> None:
     model, _ = fit_icm_gp(_two_tasks(sign), rank=1)
@@ -152,6 +153,7 @@ def test_posterior_interpolates_and_pending_points_reduce_variance() -> None:
     assert compatible_state(state, 3, 2, 1) is None
 
 
+@pytest.mark.slow
 def test_warm_start_and_duplicate_inputs_are_handled() -> None:
     data = _two_tasks(1.0)
     doubled = TrainingData(
@@ -199,6 +201,7 @@ def test_leave_one_out_density_equals_refitting_without_each_point() -> None:
     assert math.isclose(model.loo_log_likelihood(1), expected, rel_tol=1e-6, abs_tol=1e-8)
 
 
+@pytest.mark.slow
 def test_leave_one_out_density_prefers_the_task_that_explains_the_target() -> None:
     related, _ = fit_icm_gp(_two_tasks(1.0, n=12), rank=1)
     target_alone = _two_tasks(1.0, n=12)

@@ -211,6 +211,7 @@ def test_name_or_glob_matching_nothing_lists_existing_studies(tmp_path: Path) ->
         assert "bert-base, resnet" in str(info.value)
 
 
+@pytest.mark.slow
 def test_target_among_its_priors_is_skipped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -645,6 +646,7 @@ _values = st.one_of(
     target_values=st.lists(st.floats(-10, 10, allow_nan=False), min_size=0, max_size=4),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow
 def test_fuzz_random_spaces_and_prior_histories_never_break_the_sampler(
     target_space: dict[str, BaseDistribution],
     prior_space: dict[str, BaseDistribution],

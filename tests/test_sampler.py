@@ -138,6 +138,7 @@ def test_an_evaluated_configuration_is_not_proposed_again() -> None:
     assert not earlier & set(configurations)
 
 
+@pytest.mark.slow
 def test_transfer_beats_no_transfer_after_five_trials() -> None:
     regrets: dict[str, list[float]] = {"transfer": [], "plain": []}
     for seed in range(3):
