@@ -18,6 +18,7 @@ import math
 import optuna
 
 from optuna_metabo import MetaBOSampler
+from optuna_metabo import USER_ATTR_SOURCE
 
 
 def _objective(shift: float) -> optuna.study.study.ObjectiveFuncType:
@@ -57,7 +58,7 @@ def fingerprint(n_trials: int = 14, verbose: bool = False) -> str:
         storage=storage, study_name="target", sampler=MetaBOSampler(prior_storage=storage, seed=0)
     )
     target.optimize(_objective(0.15), n_trials=n_trials)
-    record = [(t.params, t.user_attrs.get("metabo:source")) for t in target.trials]
+    record = [(t.params, t.user_attrs.get(USER_ATTR_SOURCE)) for t in target.trials]
     if verbose:
         for number, (params, source) in enumerate(record):
             print(number, source, json.dumps(params, sort_keys=True))
