@@ -152,6 +152,7 @@ def hetero_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "storage": storage, "keys": keys, "results": results}
 
 
+@pytest.mark.slow
 def test_quick_runs_keep_each_space(hetero_runs: dict[str, Any]) -> None:
     assert not [r for r in hetero_runs["results"] if r.startswith("FAILED")]
     storage = get_storage(hetero_runs["storage"])
@@ -172,6 +173,7 @@ def test_quick_runs_keep_each_space(hetero_runs: dict[str, Any]) -> None:
             assert any(best.items() <= t.params.items() for t in study.trials[: len(priors)])
 
 
+@pytest.mark.slow
 def test_report_maps_prior_configurations(hetero_runs: dict[str, Any]) -> None:
     root = hetero_runs["root"]
     path = build_report(hetero_runs["storage"], root / "out", "h", cache_dir=root, n_samples=200)
