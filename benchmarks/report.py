@@ -26,6 +26,7 @@ from benchmarks import DEFAULT_STORAGE
 from benchmarks import RESULTS_DIR
 from benchmarks.problems import get_problem
 from benchmarks.problems import Problem
+from benchmarks.problems import SYNTHETIC
 from benchmarks.regret import best_so_far
 from benchmarks.regret import BOUND_SAMPLES
 from benchmarks.regret import Bounds
@@ -37,6 +38,7 @@ from benchmarks.runner import STORAGE_ENV
 from benchmarks.samplers import BASELINES
 from benchmarks.samplers import SAMPLERS
 from benchmarks.samplers import SECONDS_ATTR
+from benchmarks.targets import target_table
 
 
 BUDGETS = (1, 3, 5, 10, 20, 40)
@@ -439,7 +441,7 @@ def _prior_configurations(
     return incumbents, everything
 
 
-def reuse_floors(runs: list[Run], storage: str) -> dict[str, list[float]]:
+def reuse_floors(runs: list[Run], storage: str) -> dict[str, dict[tuple[str, str, int], float]]:
     """Regret of the prior studies' configurations re-evaluated on the target, per instance.
 
     A sampler that only re-uses prior configurations can do no better than the best of them,
@@ -450,13 +452,13 @@ def reuse_floors(runs: list[Run], storage: str) -> dict[str, list[float]]:
         storage: Storage URL holding the prior studies.
 
     Returns:
-        ``{"incumbents": [...], "all": [...]}``: for each (target, seed) instance with priors,
-        the regret of the best of the prior studies' best configurations, and of all their
-        completed configurations.
+        ``{"incumbents": {...}, "all": {...}}``: for each (group, target, seed) instance with
+        priors, the regret of the best of the prior studies' best configurations, and of all
+        their completed configurations.
     """
     store = get_storage(storage)
-    floors: dict[str, list[float]] = {"incumbents": [], "all": []}
-    for instance in _instances(runs).values():
+    floors: dict[str, dict[tuple[str, str, int], float]] = {"incumbents": {}, "all": {}}
+    for key, instance in _instances(runs).items():
         run = next((r for r in instance.values() if r.prior_studies and r.bounds), None)
         if run is None or run.bounds is None:
             continue
@@ -469,18 +471,16 @@ def reuse_floors(runs: list[Run], storage: str) -> dict[str, list[float]]:
                 except NotImplementedError:  # e.g. real training, only through its objective
                     return floors
                 best = best_so_far(values, problem.direction)[-1:]
-                floors[kind].append(float(run.bounds.regret(best)[0]))
+                floors[kind][key] = float(run.bounds.regret(best)[0])
     return floors
 
 
-def reuse_floor_table(runs: list[Run], storage: str) -> str:
+def reuse_floor_table(floors: dict[str, dict[tuple[str, str, int], float]]) -> str:
     """Markdown table of :func:`reuse_floors` (mean ± SE over instances).
 
     Args:
-        runs: Runs with regret bounds attached.
-        storage: Storage URL holding the prior studies.
+        floors: What :func:`reuse_floors` returns.
     """
-    floors = reuse_floors(runs, storage)
     if not floors["all"]:
         return (
             "Not available: no runs with prior studies, or a problem that only evaluates "
@@ -489,7 +489,7 @@ def reuse_floor_table(runs: list[Run], storage: str) -> str:
     lines = ["| re-evaluated on the target | instances | regret |", "|---|---:|---:|"]
     labels = {"incumbents": "each prior study's best", "all": "every prior trial"}
     for kind, values in floors.items():
-        array = np.array(values)
+        array = np.array(list(values.values()))
         se = array.std(ddof=1) / math.sqrt(len(array)) if len(array) > 1 else 0.0
         lines.append(f"| {labels[kind]} | {len(array)} | {_fmt(float(array.mean()), se)} |")
     return "\n".join(lines)
@@ -568,7 +568,12 @@ def build_report(
             md += ["Mean regret relative to GPSampler:", "", ratio_table(sub), ""]
         md += ["Average rank:", "", rank_table(sub), ""]
         md += ["Trials to reach each baseline's final regret:", "", reach_table(sub), ""]
-        md += [f"Prior reuse floor: {REUSE_FLOOR}", "", reuse_floor_table(sub, storage), ""]
+        floors = reuse_floors(sub, storage)
+        md += [f"Prior reuse floor: {REUSE_FLOOR}", "", reuse_floor_table(floors), ""]
+        if any(r.sampler == "metabo" for r in sub):
+            oracle = floors["incumbents"]
+            tolerance = 1.1 if sub[0].problem in SYNTHETIC else 1.0
+            md += ["Few-trial targets:", "", target_table(sub, oracle, "metabo", tolerance), ""]
     path = out / f"{name}.md"
     path.write_text("\n".join(md))
     return path

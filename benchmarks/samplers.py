@@ -210,6 +210,19 @@ def _metabo_told(
     return factory
 
 
+def _metabo_engine(**settings: Any) -> Callable[[int, PriorContext], BaseSampler]:
+    """MetaBOSampler with knobs of its numeric core that are not public arguments (see
+    ``optuna_metabo._proposal.EngineSettings``): for variants measured against the default."""
+    default = _metabo()
+
+    def factory(seed: int, priors: PriorContext) -> BaseSampler:
+        sampler = default(seed, priors)
+        sampler._engine_kwargs.update(settings)  # type: ignore[attr-defined]
+        return sampler
+
+    return factory
+
+
 _metabo_informed = _metabo_told(
     lambda p: {"prior_defaults": p.prior_defaults, "fixed_params": p.fixed_params}
 )
@@ -298,6 +311,27 @@ SAMPLERS: dict[str, SamplerSpec] = {
         uses_priors=True,
         description="MetaBOSampler told that the priors held each missing parameter at the "
         "middle of its target range (a naive guess instead of the learned value)",
+    ),
+    "metabo_shared_ls": SamplerSpec(
+        _metabo_engine(own_lengthscales=False),
+        check=_metabo_check,
+        uses_priors=True,
+        description="MetaBOSampler whose target shares the priors' lengthscales "
+        "(the model without the target's own part)",
+    ),
+    "metabo_corr_prior": SamplerSpec(
+        _metabo_engine(correlation_prior=True),
+        check=_metabo_check,
+        uses_priors=True,
+        description="MetaBOSampler with a Beta(2.5, 1.5) prior on (1 + rho) / 2 for each "
+        "prior task's correlation rho with the target",
+    ),
+    "metabo_design_ei": SamplerSpec(
+        _metabo_engine(design_by_ei=True),
+        check=_metabo_check,
+        uses_priors=True,
+        description="MetaBOSampler whose prior-design trials from the second target result on "
+        "pick the prior configuration of highest log EI under the ICM",
     ),
     "metabo_noprior": SamplerSpec(
         _metabo_no_prior,

@@ -44,6 +44,22 @@ MIN_NOISE = 1e-6
 _FIT_FTOL = 1e-5
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Structural choices of the ICM model.
+
+    Attributes:
+        own_lengthscales: The target's own part has lengthscales of its own (with more than
+            one task); see ``ICMKernelModule``.
+        correlation_prior: A Beta(2.5, 1.5) prior (up to its constant) on ``(1 + rho) / 2``
+            for the correlation ``rho`` of each prior task with the target, favouring positive
+            transfer (as BoTorch's MultiTaskGP does since its PR 3271).
+    """
+
+    own_lengthscales: bool = True
+    correlation_prior: bool = False
+
+
 class ModelFitError(RuntimeError):
     """The GP could not be fitted even with jitter and default hyperparameters."""
 
@@ -82,9 +98,17 @@ class ICMKernelModule(gpytorch.Module):
         n_tasks: Number of tasks (prior tasks plus the target).
         rank: Rank of the task covariance factor ``W``.
         n_unknown: Number of unknown-value slots (see the module docstring).
+        options: Structural choices.
     """
 
-    def __init__(self, dim: int, n_tasks: int, rank: int, n_unknown: int = 0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        n_tasks: int,
+        rank: int,
+        n_unknown: int = 0,
+        options: ModelOptions = ModelOptions(),
+    ) -> None:
         super().__init__()
         from gpytorch.constraints import GreaterThan
         from gpytorch.kernels import IndexKernel
@@ -113,6 +137,25 @@ class ICMKernelModule(gpytorch.Module):
         # target's noise floor (that stalls fine convergence on the target).
         self.raw_noise = torch.nn.Parameter(torch.full((n_tasks,), math.log(1e-3)))
         self.noise_prior = LogNormalPrior(math.log(1e-3), 2.0)
+        # The target's own part (its share ``v`` of ``B``) has lengthscales of its own: the
+        # target is ``w g(x) + h(x)`` with ``g`` shared with the priors and ``h`` its own
+        # process (a linear model of coregionalization). Where the target departs from the
+        # priors, its own data set the scale of the departure.
+        self.own_kernel = (
+            MaternKernel(
+                nu=2.5,
+                ard_num_dims=max(dim, 1),
+                lengthscale_prior=LogNormalPrior(
+                    math.sqrt(2) + 0.5 * math.log(max(dim, 1)), 3**0.5
+                ),
+                lengthscale_constraint=GreaterThan(1e-3),
+            )
+            if n_tasks > 1 and options.own_lengthscales
+            else None
+        )
+        if self.own_kernel is not None:
+            self.own_kernel.lengthscale = self.input_kernel.lengthscale.detach().clone()
+        self.correlation_prior = n_tasks > 1 and options.correlation_prior
         # Registered last, so that without absent inputs the fit runs exactly as it did before
         # slots existed (L-BFGS-B sees the same leading parameters; the slots' gradient is 0).
         self.slots = SlotValues(dim, n_unknown)
@@ -141,10 +184,21 @@ class ICMKernelModule(gpytorch.Module):
         """Matérn-5/2 covariance between ``x1`` ``(n, d)`` and ``x2`` ``(m, d)``: ``(n, m)``."""
         return self.input_kernel.forward(x1, x2)
 
+    def own_variance(self) -> torch.Tensor:
+        """The target's own variance ``v`` (its diagonal share of ``B``), a scalar tensor."""
+        return self.task_kernel.var[-1]
+
     def log_prior(self) -> torch.Tensor:
         total = self.noise_prior.log_prob(torch.exp(self.raw_noise)).sum()
         for _, module, prior, closure, _ in self.named_priors():
             total = total + prior.log_prob(closure(module)).sum()
+        if self.correlation_prior:
+            b = self.task_covariance()  # (T, T)
+            std = b.diagonal().sqrt()
+            rho = b[:-1, -1] / (std[:-1] * std[-1])  # (T - 1,)
+            share = ((1.0 + rho) / 2.0).clamp(1e-6, 1.0 - 1e-6)
+            # log Beta(2.5, 1.5) density, up to a constant.
+            total = total + (1.5 * torch.log(share) + 0.5 * torch.log1p(-share)).sum()
         return total
 
 
@@ -198,6 +252,7 @@ class ICMGaussianProcess:
             self._inactive = module.slot_values()[: x.shape[1]].to(x)  # (d,)
             self._task_cov = module.task_covariance()  # (T, T)
             self._lengthscale = module.input_kernel.lengthscale.reshape(-1).clone()  # (d,)
+            self._own = _OwnPart.of(module, task)
             self._cholesky = _cholesky_with_jitter(_covariance(module, x, task))  # (n, n)
             self._alpha = torch.cholesky_solve(y[:, None], self._cholesky)[:, 0]  # (n,)
 
@@ -219,8 +274,12 @@ class ICMGaussianProcess:
         x = self._fill_inactive(x.to(device=self.x.device, dtype=self.x.dtype))
         # The same Matérn-5/2 as the module's GPyTorch kernel, with the lengthscales held
         # fixed: gradients flow to ``x`` only, not into the hyperparameters.
-        cross = matern52(x, self.x, self._lengthscale)  # (m, n)
-        cross = cross * self._task_cov[task_index][self.task]  # (m, n)
+        shared = matern52(x, self.x, self._lengthscale)  # (m, n)
+        cross = shared * self._task_cov[task_index][self.task]  # (m, n)
+        if self._own is not None and task_index == self.n_tasks - 1:
+            rows, own = self._own.rows, self._own
+            own_cross = matern52(x, self.x[rows], own.lengthscale) - shared[:, rows]  # (m, r)
+            cross = cross.index_add(1, rows, own.variance * own_cross)
         mean = cross @ self._alpha  # (m,)
         v = torch.linalg.solve_triangular(self._cholesky, cross.T, upper=False)  # (n, m)
         prior_var = self._task_cov[task_index, task_index]
@@ -293,9 +352,45 @@ def matern52(x1: torch.Tensor, x2: torch.Tensor, lengthscale: torch.Tensor) -> t
     return (1.0 + r + r * r / 3.0) * torch.exp(-r)
 
 
+@dataclass
+class _OwnPart:
+    """The target's own process in a fitted GP: its rows, lengthscales and variance."""
+
+    rows: torch.Tensor  # (r,) indices of the target's rows
+    lengthscale: torch.Tensor  # (d,)
+    variance: torch.Tensor  # scalar
+
+    @classmethod
+    def of(cls, module: ICMKernelModule, task: torch.Tensor) -> _OwnPart | None:
+        if module.own_kernel is None:
+            return None
+        n_tasks = module.task_kernel.covar_factor.shape[0]
+        return cls(
+            rows=torch.nonzero(task == n_tasks - 1).reshape(-1),
+            lengthscale=module.own_kernel.lengthscale.reshape(-1).detach().clone(),
+            variance=module.own_variance().detach().clone(),
+        )
+
+    def block(self, x: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+        """What the own part changes in the covariance of the target's rows: ``(r, r)``.
+
+        Args:
+            x: All training inputs ``(n, d)``.
+            shared: The shared Matérn-5/2 kernel on all rows ``(n, n)``.
+        """
+        rows = self.rows
+        own = matern52(x[rows], x[rows], self.lengthscale)  # (r, r)
+        return self.variance * (own - shared[rows][:, rows])
+
+
 def _covariance(module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
     """Training covariance with noise, shape ``(n, n)``."""
-    covariance = module.input_covariance(x, x) * module.task_covariance()[task][:, task]
+    shared = module.input_covariance(x, x)  # (n, n)
+    covariance = shared * module.task_covariance()[task][:, task]
+    own = _OwnPart.of(module, task)
+    if own is not None:
+        index = own.rows
+        covariance[index[:, None], index[None, :]] += own.block(x, shared)
     return covariance + torch.diag(module.noise[task])
 
 
@@ -351,10 +446,16 @@ def negative_log_posterior(
     lengthscale = module.input_kernel.lengthscale.reshape(-1)  # (d,), part of the graph
     task_cov = module.task_covariance()  # (T, T), part of the graph
     noise = module.noise  # (T,), part of the graph
+    own = _OwnTerms.of(module, x, task)
     with torch.no_grad():
         kernel, slope = _matern52_terms(x, lengthscale)  # (n, n) each
         row_task_cov = task_cov[task][:, task]  # (n, n)
+        if own is not None:
+            # On the target's rows the shared kernel carries B_TT - v; v goes with its own.
+            row_task_cov = own.shared_task_covariance(row_task_cov)
         covariance = kernel * row_task_cov + torch.diag(noise[task])
+        if own is not None:
+            covariance = own.add_block(covariance)
         cholesky = _cholesky_with_jitter(covariance)
         alpha = torch.cholesky_solve(y[:, None], cholesky)[:, 0]  # (n,)
         log_likelihood = (
@@ -364,6 +465,7 @@ def negative_log_posterior(
         )
         grad_covariance = 0.5 * (torch.outer(alpha, alpha) - torch.cholesky_inverse(cholesky))
         one_hot = torch.nn.functional.one_hot(task, len(noise)).to(x.dtype)  # (n, T)
+        # As if the shared kernel carried all of B; the own part's term corrects v below.
         grad_task_cov = one_hot.T @ (grad_covariance * kernel) @ one_hot  # (T, T)
         grad_noise = one_hot.T @ torch.diagonal(grad_covariance)  # (T,)
         weight = grad_covariance * row_task_cov * slope  # (n, n)
@@ -379,10 +481,74 @@ def negative_log_posterior(
         (lengthscale * grad_lengthscale).sum()
         + (task_cov * grad_task_cov).sum()
         + (noise * grad_noise).sum()
-        + (filled * grad_x).sum()
     )
+    if own is not None:
+        surrogate = surrogate + own.surrogate(grad_covariance, kernel, grad_x)
+    surrogate = surrogate + (filled * grad_x).sum()
     value = log_likelihood + surrogate - surrogate.detach()
     return -(value + module.log_prior()) / n
+
+
+@dataclass
+class _OwnTerms:
+    """The target's own process inside ``negative_log_posterior``.
+
+    ``lengthscale`` and ``variance`` are part of the autograd graph; ``kernel`` and ``slope``
+    (see ``_matern52_terms``) are the own kernel on the target's rows ``(r, r)``.
+    """
+
+    rows: torch.Tensor  # (r,)
+    x: torch.Tensor  # (r, d)
+    lengthscale: torch.Tensor  # (d,)
+    variance: torch.Tensor  # scalar
+    kernel: torch.Tensor  # (r, r)
+    slope: torch.Tensor  # (r, r)
+
+    @classmethod
+    def of(cls, module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor) -> _OwnTerms | None:
+        if module.own_kernel is None:
+            return None
+        n_tasks = module.task_kernel.covar_factor.shape[0]
+        rows = torch.nonzero(task == n_tasks - 1).reshape(-1)
+        lengthscale = module.own_kernel.lengthscale.reshape(-1)
+        with torch.no_grad():
+            kernel, slope = _matern52_terms(x[rows], lengthscale)
+        return cls(rows, x[rows], lengthscale, module.own_variance(), kernel, slope)
+
+    def shared_task_covariance(self, row_task_cov: torch.Tensor) -> torch.Tensor:
+        """``B[task][:, task]`` ``(n, n)`` less ``v`` on the target's pairs."""
+        shared = row_task_cov.clone()
+        shared[self.rows[:, None], self.rows[None, :]] -= self.variance.detach()
+        return shared
+
+    def add_block(self, covariance: torch.Tensor) -> torch.Tensor:
+        """``covariance`` with ``v`` times the own kernel added on the target's pairs."""
+        out = covariance.clone()
+        out[self.rows[:, None], self.rows[None, :]] += self.variance.detach() * self.kernel
+        return out
+
+    def surrogate(
+        self, grad_covariance: torch.Tensor, shared: torch.Tensor, grad_x: torch.Tensor
+    ) -> torch.Tensor:
+        """The own part's gradient terms; adds its input gradient to ``grad_x`` in place.
+
+        Args:
+            grad_covariance: ``dL/dK`` ``(n, n)``.
+            shared: The shared kernel ``(n, n)``.
+            grad_x: ``dL/dx`` ``(n, d)`` of the shared part.
+        """
+        with torch.no_grad():
+            block = grad_covariance[self.rows][:, self.rows]  # (r, r)
+            # dL/dv beyond the B term: the target's pairs swap the shared kernel for their own.
+            grad_variance = (block * (self.kernel - shared[self.rows][:, self.rows])).sum()
+            weight = block * self.variance.detach() * self.slope  # (r, r)
+            grad_lengthscale = _lengthscale_gradient(weight, self.x, self.lengthscale.detach())
+            grad_x[self.rows] += (
+                -2.0
+                * (self.x * weight.sum(dim=1, keepdim=True) - weight @ self.x)
+                / self.lengthscale.detach() ** 2
+            )
+        return (self.variance * grad_variance) + (self.lengthscale * grad_lengthscale).sum()
 
 
 def _flat_parameters(module: ICMKernelModule) -> np.ndarray:
@@ -443,6 +609,7 @@ def fit_icm_gp(
     max_iter: int = 100,
     device: str = "cpu",
     alternative_states: Sequence[Mapping[str, Any]] = (),
+    options: ModelOptions = ModelOptions(),
 ) -> tuple[ICMGaussianProcess, dict[str, Any]]:
     """Fits the hyperparameters and conditions the GP on all of ``data``.
 
@@ -456,6 +623,7 @@ def fit_icm_gp(
         device: Torch device of the tensors.
         alternative_states: More starts, fitted after the first; the fit with the highest
             log posterior is kept (for multi-modal fits, such as learned held values).
+        options: Structural choices of the model.
 
     Returns:
         The conditioned GP and the state dict to warm-start the next fit.
@@ -468,7 +636,7 @@ def fit_icm_gp(
     fit_data = (x[rows], task[rows], y[rows], None if slot is None else slot[rows])
 
     def fit_from(state: Mapping[str, Any] | None) -> tuple[ICMKernelModule, float]:
-        module = ICMKernelModule(x.shape[1], data.n_tasks, rank, data.n_unknown)
+        module = ICMKernelModule(x.shape[1], data.n_tasks, rank, data.n_unknown, options)
         module = module.to(device=device, dtype=torch.float64)
         if state is not None:
             module.load_state_dict(state)
@@ -520,12 +688,17 @@ def _slot_tensor(data: TrainingData, device: str) -> torch.Tensor | None:
 
 
 def compatible_state(
-    state: Mapping[str, Any] | None, dim: int, n_tasks: int, rank: int, n_unknown: int = 0
+    state: Mapping[str, Any] | None,
+    dim: int,
+    n_tasks: int,
+    rank: int,
+    n_unknown: int = 0,
+    options: ModelOptions = ModelOptions(),
 ) -> Mapping[str, Any] | None:
     """Returns ``state`` if it has the given shape, else None, so warm starts never break."""
     if state is None:
         return None
-    reference = ICMKernelModule(dim, n_tasks, rank, n_unknown).state_dict()
+    reference = ICMKernelModule(dim, n_tasks, rank, n_unknown, options).state_dict()
     if reference.keys() != state.keys():
         return None
     if any(reference[k].shape != state[k].shape for k in reference):

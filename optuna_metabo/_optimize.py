@@ -128,9 +128,7 @@ def optimize_acquisition(
         canonical: Maps rows to a canonical form of the same configuration (coordinates the
             objective ignores set alike), applied before comparing with ``exclude``.
     """
-    candidates = np.concatenate(
-        [space.sample_uniform(n_sobol, rng), starts.reshape(-1, space.dim)]
-    )
+    candidates = np.concatenate([space.sample_sobol(n_sobol, rng), starts.reshape(-1, space.dim)])
     values = evaluate(acqf, candidates)
     local = _top_distinct(candidates, values, n_local)
     local = _refine_continuous(acqf, local, space.continuous_columns, max_iter)

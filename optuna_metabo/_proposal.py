@@ -36,17 +36,21 @@ from optuna_metabo._model import compatible_state
 from optuna_metabo._model import fit_icm_gp
 from optuna_metabo._model import ICMGaussianProcess
 from optuna_metabo._model import ICMKernelModule
+from optuna_metabo._model import ModelOptions
 from optuna_metabo._model import TrainingData
 from optuna_metabo._model import with_slot_values
 from optuna_metabo._optimize import best_candidate
 from optuna_metabo._optimize import evaluate
 from optuna_metabo._optimize import optimize_acquisition
 from optuna_metabo._optimize import rows_not_in
+from optuna_metabo._output_transform import affine_back
+from optuna_metabo._output_transform import transform_task_values
 from optuna_metabo._priors import EncodedPrior
-from optuna_metabo._priors import subsample_indices
 from optuna_metabo._search_space import SearchSpace
-from optuna_metabo._standardize import affine_back
-from optuna_metabo._standardize import transform_task_values
+from optuna_metabo._subsample import subsample_indices
+from optuna_metabo._trial_attrs import SOURCE_MODEL
+from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
+from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,13 @@ class EngineSettings:
     n_sobol: int = 512
     n_local_search: int = 5
     device: str = "cpu"
+    own_lengthscales: bool = True
+    correlation_prior: bool = False
+    design_by_ei: bool = False
+
+    def model_options(self) -> ModelOptions:
+        """The structural choices of the model."""
+        return ModelOptions(self.own_lengthscales, self.correlation_prior)
 
 
 @dataclass
@@ -72,7 +83,7 @@ class Proposal:
         mean: Predicted target value in raw units, lower is better.
         std: Predicted standard deviation in raw units.
         acquisition: Acquisition value at ``x``.
-        source: ``"prior_design"`` or ``"model"``.
+        source: ``"prior_design"``, ``"model"`` or ``"target_model"`` (see ``_trial_attrs``).
         similarity: Learned correlation of each prior task with the target, by name.
         held_values: For each prior, the learned normalized value of each column it never
             tuned, by prior name and column.
@@ -144,25 +155,25 @@ class ConditionalView:
 
 
 def _fit_subset(data: TrainingData, max_points: int) -> np.ndarray:
-    """All target rows plus an even share of each prior task's rows, about half of them its best.
+    """The rows the hyperparameters are fitted on: the target's, up to half of ``max_points``
+    (all of it without priors), and an even share of the rest for each prior task.
 
-    Each task's rows are drawn with a fixed seed in a prefix-stable order (see
-    ``subsample_indices``): from one trial to the next the subset barely changes, so the
-    hyperparameter fit warm-started from the previous one converges in a few steps instead of
-    chasing a reshuffled objective.
+    Where a task has more rows than its share, about half of those kept are its best and half
+    a spread, drawn with a fixed seed in a prefix-stable order (see ``subsample_indices``):
+    from one trial to the next the subset barely changes, so the fit warm-started from the
+    previous one converges in a few steps instead of chasing a reshuffled objective. The
+    capped target keeps a long study's cost per trial bounded; the GP is still conditioned
+    on every row.
     """
     target = data.n_tasks - 1
-    n_prior_tasks = max(target, 1)
-    per_task = max(4, (max_points - int((data.task == target).sum())) // n_prior_tasks)
+    n_target = int((data.task == target).sum())
+    target_share = min(n_target, max_points // 2 if target else max_points)
+    per_task = max(4, (max_points - target_share) // max(target, 1))
     rows = []
     for t in range(data.n_tasks):
         idx = np.flatnonzero(data.task == t)
-        keep = (
-            idx
-            if t == target
-            else idx[subsample_indices(data.y[idx], per_task, np.random.RandomState(0))]
-        )
-        rows.append(np.sort(keep))
+        share = target_share if t == target else per_task
+        rows.append(idx[subsample_indices(data.y[idx], share, np.random.RandomState(0))])
     return np.concatenate(rows)
 
 
@@ -311,7 +322,7 @@ def _complete_untuned(
 ) -> np.ndarray:
     """Prior configurations ``(k, d)`` with the ``columns`` no prior tuned set by the target's
     acquisition: the priors say nothing about them, so the target's own data decides."""
-    options = space.sample_uniform(n_options, rng)[:, columns]  # (o, c)
+    options = space.sample_sobol(n_options, rng)[:, columns]  # (o, c)
     trial = np.repeat(candidates, n_options, axis=0)  # (k * o, d)
     trial[:, columns] = np.tile(options, (len(candidates), 1))
     values = evaluate(acqf, trial).reshape(len(candidates), n_options)  # (k, o)
@@ -404,7 +415,9 @@ class ProposalEngine:
         self, data: TrainingData, previous: Mapping[str, Any] | None, n_target: int
     ) -> tuple[ICMGaussianProcess, dict[str, Any]]:
         s = self.settings
-        state = compatible_state(previous, data.x.shape[1], data.n_tasks, s.rank, data.n_unknown)
+        state = compatible_state(
+            previous, data.x.shape[1], data.n_tasks, s.rank, data.n_unknown, s.model_options()
+        )
         subset = _fit_subset(data, s.max_fit_points)
         # One target point says nothing about how the target relates to the priors (it is
         # standardized to 0), so the fit made on the priors alone is kept until a second one.
@@ -417,6 +430,7 @@ class ProposalEngine:
             max_iter=max_iter,
             device=s.device,
             alternative_states=_held_value_restarts(data, state, s.rank),
+            options=s.model_options(),
         )
 
     def propose(
@@ -439,7 +453,7 @@ class ProposalEngine:
             pending_x: Inputs of running target trials ``(p, d)``.
             rng: Random source.
             rank: Take the ``rank``-th best point: the number of concurrent trials that are
-                being proposed right now but have not published their point yet.
+                being proposed right now but have not shared their point yet.
         """
         with _single_thread():
             model, data = self.fit(priors, target_x, target_y)
@@ -460,7 +474,7 @@ class ProposalEngine:
             x, acquisition, source = self._choose(
                 space, view, data, priors, candidates, pending_x, rng, rank
             )
-            source = "target_model" if alone is not None else source
+            source = SOURCE_TARGET_MODEL if alone is not None else source
             proposal = self._describe(
                 view, data, priors, target_y, similarity, x, acquisition, source
             )
@@ -518,8 +532,10 @@ class ProposalEngine:
         candidates = candidates[rows_not_in(_canonical(space, candidates), taken)]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
         if priors and n_target < s.n_prior_design_trials and len(candidates) > rank:
-            x, value = best_candidate(_portfolio(model, data, pending_x), candidates, rank)
-            return x, value, "prior_design"
+            by_ei = s.design_by_ei and n_target >= 2
+            criterion = acqf if by_ei else _portfolio(model, data, pending_x)
+            x, value = best_candidate(criterion, candidates, rank)
+            return x, value, SOURCE_PRIOR_DESIGN
         best_target = _canonical(space, target_x[np.argsort(target_y)[:3]])
         starts = np.concatenate([candidates, best_target])
         # A configuration already evaluated or running is not proposed again (re-evaluating
@@ -535,7 +551,7 @@ class ProposalEngine:
             exclude=taken,
             canonical=lambda rows: _canonical(space, rows),
         )
-        return x, value, "model"
+        return x, value, SOURCE_MODEL
 
     def _describe(
         self,

@@ -372,6 +372,3 @@ class SearchSpace:
             return np.zeros((n, 0))
         sobol = qmc.Sobol(d=self.dim, scramble=True, seed=rng.randint(1 << 30))
         return self.snap(sobol.random(n))
-
-    # The old name, kept while ``_optimize`` and ``_proposal`` call it.
-    sample_uniform = sample_sobol

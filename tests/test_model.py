@@ -29,6 +29,22 @@ def _two_tasks(sign: float, n: int = 30, seed: int = 0) -> TrainingData:
     return TrainingData(x=x, task=task, y=y, n_tasks=2)
 
 
+def _reference_covariance(
+    module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor
+) -> torch.Tensor:
+    """The noiseless covariance written out with masks, for comparison: the shared kernel
+    times ``B``, except that on pairs of target rows the target's own share ``v`` of ``B``
+    goes with the own kernel."""
+    b = module.task_covariance()
+    shared = module.input_covariance(x, x)
+    covariance = shared * b[task][:, task]
+    if module.own_kernel is None:
+        return covariance
+    target = (task == b.shape[0] - 1).to(x.dtype)
+    pairs = target[:, None] * target[None, :]
+    return covariance + pairs * module.own_variance() * (module.own_kernel.forward(x, x) - shared)
+
+
 class _ExactGP(gpytorch.models.ExactGP):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, module: ICMKernelModule) -> None:
         row_noise = module.noise.detach()[x[:, -1].long()]
@@ -38,10 +54,7 @@ class _ExactGP(gpytorch.models.ExactGP):
 
     def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         inputs, task = x[:, :-1], x[:, -1].long()
-        covar = (
-            self.module.input_covariance(inputs, inputs)
-            * (self.module.task_covariance()[task][:, task])
-        )
+        covar = _reference_covariance(self.module, inputs, task)
         return gpytorch.distributions.MultivariateNormal(torch.zeros(len(x), dtype=x.dtype), covar)
 
 
@@ -104,8 +117,7 @@ def test_gradient_equals_autograd_through_cholesky(
 
     def reference() -> torch.Tensor:
         filled = module.fill(x, slot)
-        covariance = module.input_covariance(filled, filled)
-        covariance = covariance * module.task_covariance()[task][:, task]
+        covariance = _reference_covariance(module, filled, task)
         covariance = covariance + torch.diag(module.noise[task])
         chol = torch.linalg.cholesky(covariance)
         alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
@@ -229,3 +241,51 @@ def test_posterior_kernel_matches_gpytorch_and_leaves_hyperparameters_alone() ->
     (mean + variance).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert all(p.grad is None for p in model.module.parameters())
+
+
+def test_posterior_equals_the_reference_covariance() -> None:
+    rng = np.random.RandomState(4)
+    data = _two_tasks(1.0, n=9)
+    model, _ = fit_icm_gp(data, rank=1)
+    module = model.module
+    with torch.no_grad():  # away from the fit, so the own part differs from the shared one
+        assert module.own_kernel is not None
+        module.own_kernel.lengthscale = torch.as_tensor(rng.uniform(0.1, 0.5, (1, 2)))
+    model = ICMGaussianProcess(module, model.x, model.task, model.y)
+    query = torch.as_tensor(rng.rand(5, 2))
+    x = torch.cat([model.x, query])
+    for task_index in (0, 1):
+        task = torch.cat([model.task, torch.full((5,), task_index)])
+        with torch.no_grad():
+            joint = _reference_covariance(module, x, task)
+            train = joint[:-5, :-5] + torch.diag(module.noise[model.task])
+            cross = joint[-5:, :-5]
+            expected_mean = cross @ torch.linalg.solve(train, model.y)
+            expected_var = joint[-5:, -5:].diagonal() - (
+                cross * torch.linalg.solve(train, cross.T).T
+            ).sum(dim=1)
+            mean, variance = model.posterior(query, task_index)
+        torch.testing.assert_close(mean, expected_mean)
+        torch.testing.assert_close(variance, expected_var)
+
+
+@pytest.mark.slow
+def test_target_learns_lengthscales_of_its_own() -> None:
+    # The target is the prior's smooth function plus a fast wiggle along x0 only: its own
+    # part needs a much shorter lengthscale there than the shared one.
+    rng = np.random.RandomState(5)
+    x = rng.rand(80, 2)
+    task = np.repeat([0, 1], 40)
+    smooth = np.sin(3 * x[:, 0]) + x[:, 1]
+    y = smooth + np.where(task == 1, 0.4 * np.sin(25 * x[:, 0]), 0.0)
+    model, _ = fit_icm_gp(TrainingData(x, task, (y - y.mean()) / y.std(), 2), rank=1)
+    shared = model.module.input_kernel.lengthscale.detach().reshape(-1)
+    own_kernel = model.module.own_kernel
+    assert own_kernel is not None
+    own = own_kernel.lengthscale.detach().reshape(-1)
+    assert float(own[0]) < 0.5 * float(shared[0])
+    assert model.module.own_variance() > 0.01
+
+
+def test_a_single_task_has_no_own_part() -> None:
+    assert ICMKernelModule(3, 1, 1).own_kernel is None

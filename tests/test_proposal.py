@@ -77,6 +77,35 @@ def test_fit_subset_is_fixed_and_shrinks_by_dropping_prior_rows_only() -> None:
     assert {39, 38, 37} <= set(subsets[0].tolist()) and {40, 41, 42} <= set(subsets[0].tolist())
 
 
+def test_fit_subset_caps_a_long_target_and_keeps_its_best_rows() -> None:
+    # 30 points, 2 prior tasks: the target keeps at most 15 rows, each prior task 7.
+    subset = _fit_subset(_data(100, np.random.RandomState(0)), 30)
+    target_rows = subset[subset >= 80] - 80
+    assert len(target_rows) == 15 and len(subset) == 15 + 2 * 7
+    assert set(range(7)) <= set(target_rows.tolist())  # about half are the best (lowest y)
+    assert target_rows.max() > 30  # the rest a spread over the whole study
+    alone = TrainingData(
+        x=np.random.RandomState(1).rand(100, 2),
+        task=np.zeros(100, dtype=int),
+        y=np.arange(100.0),
+        n_tasks=1,
+    )
+    assert len(_fit_subset(alone, 30)) == 30  # without priors, the whole cap
+
+
+def test_a_long_target_is_fitted_on_a_subset_and_conditioned_on_all_rows() -> None:
+    rng = np.random.RandomState(0)
+    priors = [_prior("p", 0.3, rng)]
+    target_x = rng.rand(120, 1)
+    target_y = (target_x[:, 0] - 0.3) ** 2
+    space = SearchSpace({"x": FloatDistribution(0.0, 1.0)})
+    engine = ProposalEngine(EngineSettings(max_fit_points=40))
+    model, data = engine.fit(priors, target_x, target_y)
+    assert len(model.y) == 160  # every row conditions the GP
+    proposal = engine.propose(space, priors, target_x, target_y, np.zeros((0, 1)), rng)
+    assert abs(proposal.x[0] - 0.3) < 0.1
+
+
 def _target_source(prior_function: Callable[[np.ndarray], np.ndarray], n_target: int) -> str:
     rng = np.random.RandomState(0)
     priors = []
