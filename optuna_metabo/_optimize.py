@@ -107,7 +107,7 @@ def optimize_acquisition(
     n_sobol: int = 512,
     n_local: int = 5,
     max_iter: int = 50,
-    rank: int = 0,
+    n_ahead: int = 0,
     exclude: np.ndarray | None = None,
     canonical: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
@@ -121,7 +121,7 @@ def optimize_acquisition(
         n_sobol: Size of the Sobol design.
         n_local: Number of local refinements.
         max_iter: L-BFGS-B iterations per refinement.
-        rank: Return the ``rank``-th best distinct point instead (0: the best), so that
+        n_ahead: Return the ``n_ahead``-th best distinct point instead (0: the best), so that
             workers that start at the same time do not all pick the same point.
         exclude: Points ``(t, d)`` not to return, such as the configurations already
             evaluated; one of them comes back only if every scored point is among them.
@@ -140,7 +140,7 @@ def optimize_acquisition(
     fresh = rows_not_in(pool, exclude)
     if fresh.any():
         pool, pool_values = pool[fresh], pool_values[fresh]
-    return _ranked(pool, pool_values, rank)
+    return _nth_best(pool, pool_values, n_ahead)
 
 
 def rows_not_in(x: np.ndarray, exclude: np.ndarray | None, atol: float = 1e-9) -> np.ndarray:
@@ -152,14 +152,14 @@ def rows_not_in(x: np.ndarray, exclude: np.ndarray | None, atol: float = 1e-9) -
 
 
 def best_candidate(
-    acqf: AcquisitionFunction, candidates: np.ndarray, rank: int = 0
+    acqf: AcquisitionFunction, candidates: np.ndarray, n_ahead: int = 0
 ) -> tuple[np.ndarray, float]:
-    """The best (or ``rank``-th best) row of a finite candidate set ``(n, d)`` and its value."""
-    return _ranked(candidates, evaluate(acqf, candidates), rank)
+    """The best (or ``n_ahead``-th best) row of a finite candidate set ``(n, d)`` and its value."""
+    return _nth_best(candidates, evaluate(acqf, candidates), n_ahead)
 
 
-def _ranked(x: np.ndarray, values: np.ndarray, rank: int) -> tuple[np.ndarray, float]:
-    """The ``rank``-th best distinct row (the last one if there are fewer) and its value."""
-    chosen = _top_distinct(x, values, rank + 1)
+def _nth_best(x: np.ndarray, values: np.ndarray, n_ahead: int) -> tuple[np.ndarray, float]:
+    """The ``n_ahead``-th best distinct row (the last one if there are fewer) and its value."""
+    chosen = _top_distinct(x, values, n_ahead + 1)
     index = int(np.flatnonzero((x == chosen[-1]).all(axis=1))[0])
     return x[index], float(values[index])

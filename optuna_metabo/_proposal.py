@@ -220,7 +220,7 @@ def _prior_mean_minimizer(
     return x[None, :]
 
 
-_RANK_AGREEMENT = 0.75
+_PAIR_AGREEMENT = 0.75
 _MIN_TRIALS_FOR_MODEL_CHOICE = 10
 # Nats per target trial by which the target-only GP's leave-one-out log density must beat the
 # ICM's. The ICM's shared hyperparameters fit the target a little worse even where the priors
@@ -241,7 +241,7 @@ def task_weights(prior_means: np.ndarray, target_y: np.ndarray) -> np.ndarray:
     """How likely each prior task is to rank the target's trials as the target did: ``(P,)``.
 
     Each pair of target trials that a prior task's mean orders the same way multiplies its
-    weight by ``_RANK_AGREEMENT``, each pair ordered the other way by one minus that (a
+    weight by ``_PAIR_AGREEMENT``, each pair ordered the other way by one minus that (a
     ranking likelihood, as in RGPE; Feurer et al., 2018).
 
     Args:
@@ -254,7 +254,7 @@ def task_weights(prior_means: np.ndarray, target_y: np.ndarray) -> np.ndarray:
     ordered = target_order[:, None] != 0  # Tied target pairs say nothing.
     n_agree = ((prior_order == target_order[:, None]) & ordered).sum(axis=0)  # (P,)
     n_disagree = ((prior_order == -target_order[:, None]) & ordered).sum(axis=0)  # (P,)
-    log_weight = n_agree * math.log(_RANK_AGREEMENT) + n_disagree * math.log(1 - _RANK_AGREEMENT)
+    log_weight = n_agree * math.log(_PAIR_AGREEMENT) + n_disagree * math.log(1 - _PAIR_AGREEMENT)
     weight = np.exp(log_weight - log_weight.max())
     return weight / weight.sum()
 
@@ -441,7 +441,7 @@ class ProposalEngine:
         target_y: np.ndarray,
         pending_x: np.ndarray,
         rng: np.random.RandomState,
-        rank: int = 0,
+        n_ahead: int = 0,
     ) -> Proposal:
         """Chooses the next target point.
 
@@ -452,7 +452,7 @@ class ProposalEngine:
             target_y: Their values ``(n,)``, lower is better.
             pending_x: Inputs of running target trials ``(p, d)``.
             rng: Random source.
-            rank: Take the ``rank``-th best point: the number of concurrent trials that are
+            n_ahead: Take the ``n_ahead``-th best point: the number of concurrent trials that are
                 being proposed right now but have not shared their point yet.
         """
         with _single_thread():
@@ -472,7 +472,7 @@ class ProposalEngine:
                 model = model.condition_on(pending, target)
             view = ConditionalView(model, space)
             x, acquisition, source = self._choose(
-                space, view, data, priors, candidates, pending_x, rng, rank
+                space, view, data, priors, candidates, pending_x, rng, n_ahead
             )
             source = SOURCE_TARGET_MODEL if alone is not None else source
             proposal = self._describe(
@@ -516,7 +516,7 @@ class ProposalEngine:
         candidates: np.ndarray,
         pending_x: np.ndarray,
         rng: np.random.RandomState,
-        rank: int,
+        n_ahead: int,
     ) -> tuple[np.ndarray, float, str]:
         s = self.settings
         target = data.n_tasks - 1
@@ -531,10 +531,10 @@ class ProposalEngine:
             candidates = _complete_untuned(acqf, candidates, free, space, rng)
         candidates = candidates[rows_not_in(_canonical(space, candidates), taken)]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
-        if priors and n_target < s.n_prior_design_trials and len(candidates) > rank:
+        if priors and n_target < s.n_prior_design_trials and len(candidates) > n_ahead:
             by_ei = s.design_by_ei and n_target >= 2
             criterion = acqf if by_ei else _portfolio(model, data, pending_x)
-            x, value = best_candidate(criterion, candidates, rank)
+            x, value = best_candidate(criterion, candidates, n_ahead)
             return x, value, SOURCE_PRIOR_DESIGN
         best_target = _canonical(space, target_x[np.argsort(target_y)[:3]])
         starts = np.concatenate([candidates, best_target])
@@ -547,7 +547,7 @@ class ProposalEngine:
             rng,
             n_sobol=s.n_sobol,
             n_local=s.n_local_search,
-            rank=rank,
+            n_ahead=n_ahead,
             exclude=taken,
             canonical=lambda rows: _canonical(space, rows),
         )
