@@ -69,6 +69,9 @@ class PriorLoader:
         self._storage: BaseStorage | None = None
         self._handles: list[tuple[BaseStorage, int, str]] | None = None
         self._cache: dict[tuple[int, int], _CachedRead] = {}  # by (id(storage), study_id)
+        # The last complete load per target name, used while the prior storage is unreadable.
+        self._last: dict[str | None, tuple[list[PriorTask], list[SkippedPrior]]] = {}
+        self._unreadable = False
 
     @property
     def has_priors(self) -> bool:
@@ -79,6 +82,12 @@ class PriorLoader:
     ) -> tuple[list[PriorTask], list[SkippedPrior]]:
         """Returns the usable prior tasks and the skipped ones, excluding the target study.
 
+        If the prior storage cannot be read (a database restarting, a file removed, the
+        network down) after one complete read, the priors of that read are returned: the
+        study goes on with what it had, one warning says so, and the storage is read again
+        at the next call. Before any complete read, the error is raised (as a
+        ``PriorStudyError`` that names the storage).
+
         Args:
             target_name: Name of the target study.
             target_storage: Its storage. A prior with the target's name in the same storage
@@ -86,6 +95,36 @@ class PriorLoader:
                 skipped; a namesake in another storage is a prior like any other. Without a
                 storage, any prior with the target's name is skipped.
         """
+        try:
+            loaded = self._load(target_name, target_storage)
+        except PriorStudyError:
+            if target_name not in self._last:
+                raise
+            self._warn_unreadable("the prior studies could not be resolved")
+            return self._last[target_name]
+        except Exception as error:  # Any driver or file error: keep going with what we had.
+            if target_name not in self._last:
+                raise PriorStudyError(f"Cannot read the prior studies: {error}") from error
+            self._warn_unreadable(f"{type(error).__name__}: {error}")
+            return self._last[target_name]
+        if self._unreadable:
+            _logger.info("The prior storage is readable again.")
+            self._unreadable = False
+        self._last[target_name] = loaded
+        return loaded
+
+    def _warn_unreadable(self, reason: str) -> None:
+        if not self._unreadable:
+            _logger.warning(
+                "Cannot read the prior storage (%s); proposing from the prior studies read "
+                "before until it is back.",
+                reason.splitlines()[0],
+            )
+        self._unreadable = True
+
+    def _load(
+        self, target_name: str | None, target_storage: BaseStorage | None
+    ) -> tuple[list[PriorTask], list[SkippedPrior]]:
         tasks: list[PriorTask] = []
         skipped: list[SkippedPrior] = []
         target_key = storage_identity(target_storage) if target_storage is not None else None

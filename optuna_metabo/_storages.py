@@ -41,7 +41,10 @@ def open_storage(storage: str | BaseStorage) -> BaseStorage:
     if journal_path is not None:
         return _open_journal(journal_path)
     try:
-        return optuna.storages.RDBStorage(storage, skip_table_creation=True)
+        # pool_pre_ping: a connection that a server restart closed is replaced, not used.
+        return optuna.storages.RDBStorage(
+            storage, engine_kwargs={"pool_pre_ping": True}, skip_table_creation=True
+        )
     except Exception as error:  # Any driver error becomes a message that names the URL.
         cause = _root_cause(error).replace(storage, redact_url(storage))
         raise PriorStudyError(
