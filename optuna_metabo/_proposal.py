@@ -80,8 +80,9 @@ class Proposal:
 
     Attributes:
         x: Normalized point ``(d,)``.
-        mean: Predicted target value in raw units, lower is better.
-        std: Predicted standard deviation in raw units.
+        mean: Predicted target value in raw units, lower is better; NaN before the target
+            has two values (its units are unknown until then).
+        std: Predicted standard deviation in raw units; NaN when ``mean`` is.
         acquisition: Acquisition value at ``x``.
         source: ``"prior_design"``, ``"model"`` or ``"target_model"`` (see ``_trial_attrs``).
         similarity: Learned correlation of each prior task with the target, by name.
@@ -90,7 +91,8 @@ class Proposal:
         model: The GP the choice was made with (conditioned on pending points too).
         target_index: The target's task index in ``model``.
         best: The target incumbent in the model's standardized units.
-        offset: Raw target value ~ ``offset + scale * standardized`` (see ``affine_back``).
+        offset: Raw target value ~ ``offset + scale * standardized`` (see ``affine_back``);
+            before two target values, fitted to the pooled prior values instead.
         scale: See ``offset``.
     """
 
@@ -576,10 +578,12 @@ class ProposalEngine:
         )
         offset, scale = affine_back(standardized, raw)
         target_standardized = data.y[data.task == target]
+        # Before two target values the target's units are unknown: no prediction in them.
+        known_units = len(target_y) >= 2
         return Proposal(
             x=x,
-            mean=offset + scale * float(mean[0]),
-            std=abs(scale) * math.sqrt(float(variance[0])),
+            mean=offset + scale * float(mean[0]) if known_units else math.nan,
+            std=abs(scale) * math.sqrt(float(variance[0])) if known_units else math.nan,
             acquisition=acquisition,
             source=source,
             similarity=similarity,

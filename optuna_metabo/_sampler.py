@@ -431,6 +431,8 @@ class MetaBOSampler(BaseSampler):
             USER_ATTR_ACQUISITION: proposal.acquisition,
             USER_ATTR_SOURCE: proposal.source,
         }
+        # No prediction is recorded before the target has two results (see Proposal.mean).
+        attrs = {k: v for k, v in attrs.items() if not _is_nan(v)}
         self._set_attrs(study, trial, {k: _json_safe(v) for k, v in attrs.items()})
         self._share_point(study, trial, params)
 
@@ -600,6 +602,10 @@ def _contains(distribution: BaseDistribution, value: Any) -> bool:
         return bool(distribution._contains(distribution.to_internal_repr(value)))
     except (ValueError, TypeError):
         return False
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _json_safe(value: Any) -> Any:

@@ -218,3 +218,21 @@ def test_a_point_another_running_trial_took_meanwhile_is_proposed_again() -> Non
     x = study.ask().suggest_float("x", 0.0, 1.0)
     assert len(first_choices) == 1
     assert x != first_choices[0]["x"]
+
+
+def test_predicted_mean_is_in_the_objective_units_and_direction_once_the_target_has_data() -> None:
+    storage = _priors([0.5, 0.6])  # prior values between 0 and about 20
+    sampler = MetaBOSampler(prior_storage=storage, seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+
+    def objective(trial: optuna.Trial) -> float:  # maximized, and on another scale
+        return 1000.0 - 50.0 * _quadratic(0.55)(trial)
+
+    study.optimize(objective, n_trials=12)
+    # Before the target has two results its units are unknown: no prediction is recorded.
+    assert all(USER_ATTR_PREDICTED_MEAN not in t.user_attrs for t in study.trials[:2])
+    assert all(USER_ATTR_PREDICTED_STD not in t.user_attrs for t in study.trials[:2])
+    values = np.array([t.value for t in study.trials])
+    errors = [abs(t.user_attrs[USER_ATTR_PREDICTED_MEAN] - t.value) for t in study.trials[6:]]
+    # Later ones predict the maximized objective in its own units: close to what it returned.
+    assert np.median(errors) < 0.1 * np.ptp(values)
