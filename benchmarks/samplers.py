@@ -313,25 +313,17 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "middle of its target range (a naive guess instead of the learned value)",
     ),
     "metabo_shared_ls": SamplerSpec(
-        _metabo_engine(own_lengthscales=False),
+        _metabo_engine(own_lengthscales=False, correlation_prior=False),
         check=_metabo_check,
         uses_priors=True,
-        description="MetaBOSampler whose target shares the priors' lengthscales "
-        "(the model without the target's own part)",
+        description="MetaBOSampler with the model of 0.1: the target shares the priors' "
+        "lengthscales and task correlations have no prior",
     ),
-    "metabo_corr_prior": SamplerSpec(
-        _metabo_engine(correlation_prior=True),
+    "metabo_no_corr_prior": SamplerSpec(
+        _metabo_engine(correlation_prior=False),
         check=_metabo_check,
         uses_priors=True,
-        description="MetaBOSampler with a Beta(2.5, 1.5) prior on (1 + rho) / 2 for each "
-        "prior task's correlation rho with the target",
-    ),
-    "metabo_design_ei": SamplerSpec(
-        _metabo_engine(design_by_ei=True),
-        check=_metabo_check,
-        uses_priors=True,
-        description="MetaBOSampler whose prior-design trials from the second target result on "
-        "pick the prior configuration of highest log EI under the ICM",
+        description="MetaBOSampler without the Beta prior on the target's task correlations",
     ),
     "metabo_noprior": SamplerSpec(
         _metabo_no_prior,

@@ -57,7 +57,7 @@ class ModelOptions:
     """
 
     own_lengthscales: bool = True
-    correlation_prior: bool = False
+    correlation_prior: bool = True
 
 
 class ModelFitError(RuntimeError):
@@ -192,14 +192,18 @@ class ICMKernelModule(gpytorch.Module):
         total = self.noise_prior.log_prob(torch.exp(self.raw_noise)).sum()
         for _, module, prior, closure, _ in self.named_priors():
             total = total + prior.log_prob(closure(module)).sum()
-        if self.correlation_prior:
-            b = self.task_covariance()  # (T, T)
-            std = b.diagonal().sqrt()
-            rho = b[:-1, -1] / (std[:-1] * std[-1])  # (T - 1,)
-            share = ((1.0 + rho) / 2.0).clamp(1e-6, 1.0 - 1e-6)
-            # log Beta(2.5, 1.5) density, up to a constant.
-            total = total + (1.5 * torch.log(share) + 0.5 * torch.log1p(-share)).sum()
-        return total
+        return total + self.correlation_log_prior()
+
+    def correlation_log_prior(self) -> torch.Tensor:
+        """The Beta(2.5, 1.5) log density of ``(1 + rho) / 2`` for each prior task's
+        correlation ``rho`` with the target, summed, up to its constant (0 when off)."""
+        b = self.task_covariance()  # (T, T)
+        if not self.correlation_prior:
+            return torch.zeros((), dtype=b.dtype, device=b.device)
+        std = b.diagonal().sqrt()
+        rho = b[:-1, -1] / (std[:-1] * std[-1])  # (T - 1,)
+        share = ((1.0 + rho) / 2.0).clamp(1e-6, 1.0 - 1e-6)
+        return (1.5 * torch.log(share) + 0.5 * torch.log1p(-share)).sum()
 
 
 @dataclass

@@ -66,8 +66,7 @@ class EngineSettings:
     n_local_search: int = 5
     device: str = "cpu"
     own_lengthscales: bool = True
-    correlation_prior: bool = False
-    design_by_ei: bool = False
+    correlation_prior: bool = True
 
     def model_options(self) -> ModelOptions:
         """The structural choices of the model."""
@@ -534,9 +533,7 @@ class ProposalEngine:
         candidates = candidates[rows_not_in(_canonical(space, candidates), taken)]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
         if priors and n_target < s.n_prior_design_trials and len(candidates) > n_ahead:
-            by_ei = s.design_by_ei and n_target >= 2
-            criterion = acqf if by_ei else _portfolio(model, data, pending_x)
-            x, value = best_candidate(criterion, candidates, n_ahead)
+            x, value = best_candidate(_portfolio(model, data, pending_x), candidates, n_ahead)
             return x, value, SOURCE_PRIOR_DESIGN
         best_target = _canonical(space, target_x[np.argsort(target_y)[:3]])
         starts = np.concatenate([candidates, best_target])

@@ -15,6 +15,7 @@ from optuna_metabo._model import ICMKernelModule
 from optuna_metabo._model import matern52
 from optuna_metabo._model import MIN_NOISE
 from optuna_metabo._model import ModelFitError
+from optuna_metabo._model import ModelOptions
 from optuna_metabo._model import negative_log_posterior
 from optuna_metabo._model import TrainingData
 
@@ -80,7 +81,8 @@ def test_marginal_likelihood_matches_gpytorch() -> None:
         # gpytorch divides by n and already adds the priors registered on the kernels.
         theirs = mll(gp(*gp.train_inputs), y) * len(y)
     noise_log_prior = module.noise_prior.log_prob(module.noise - MIN_NOISE).sum()
-    expected = -(theirs + noise_log_prior) / len(y)
+    # GPyTorch's priors do not include the prior on the target's task correlations.
+    expected = -(theirs + noise_log_prior + module.correlation_log_prior()) / len(y)
     assert float(ours) == pytest.approx(float(expected), rel=1e-6)
 
 
@@ -285,6 +287,24 @@ def test_target_learns_lengthscales_of_its_own() -> None:
     own = own_kernel.lengthscale.detach().reshape(-1)
     assert float(own[0]) < 0.5 * float(shared[0])
     assert model.module.own_variance() > 0.01
+
+
+def test_correlation_prior_is_the_beta_density_up_to_a_constant() -> None:
+    module = ICMKernelModule(2, 3, 1).double()
+    beta = torch.distributions.Beta(torch.tensor(2.5), torch.tensor(1.5))
+    values = []
+    for factor in ((0.9, 0.9, 0.9), (0.9, -0.5, 0.3)):
+        with torch.no_grad():
+            module.task_kernel.covar_factor.copy_(torch.tensor(factor)[:, None])
+        b = module.task_covariance().detach()
+        rho = b[:-1, -1] / (b.diagonal()[:-1] * b[-1, -1]).sqrt()
+        expected = beta.log_prob(((1 + rho) / 2).float()).sum().double()
+        values.append((float(module.correlation_log_prior()), float(expected)))
+    (ours_a, beta_a), (ours_b, beta_b) = values
+    assert ours_a - ours_b == pytest.approx(beta_a - beta_b, rel=1e-5)
+    assert ours_a > ours_b  # positive correlations are favoured
+    off = ICMKernelModule(2, 3, 1, options=ModelOptions(correlation_prior=False))
+    assert float(off.correlation_log_prior()) == 0.0
 
 
 def test_a_single_task_has_no_own_part() -> None:
