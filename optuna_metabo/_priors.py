@@ -21,12 +21,6 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
 from optuna_metabo._search_space import SearchSpace
-
-# Re-exported for modules that still import them from here: ``subsample_indices`` (now in
-# ``_subsample``) for ``_proposal``; the storage helpers (now in ``_storages``) for ``hf``.
-from optuna_metabo._storages import open_storage  # noqa: F401
-from optuna_metabo._storages import resolve_study_names  # noqa: F401
-from optuna_metabo._storages import storage_identity  # noqa: F401
 from optuna_metabo._subsample import subsample_indices
 
 

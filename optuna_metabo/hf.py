@@ -53,10 +53,10 @@ from optuna.pruners import NopPruner
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 
-from optuna_metabo._priors import open_storage
-from optuna_metabo._priors import resolve_study_names
-from optuna_metabo._priors import storage_identity
 from optuna_metabo._sampler import MetaBOSampler
+from optuna_metabo._storages import open_storage
+from optuna_metabo._storages import resolve_study_names
+from optuna_metabo._storages import storage_identity
 
 
 __all__ = [
