@@ -292,6 +292,8 @@ class MetaBOSampler(BaseSampler):
         for _ in range(_MAX_CLASH_RETRIES + 1):
             proposal = self._propose(study, trial, space, priors, completed, running)
             params = space.decode(proposal.x)
+            if proposal.source == SOURCE_PRIOR_DESIGN:
+                params = _exact_prior_values(priors, space, proposal.x, params)
             self._record(study, trial, proposal, params)
             completed, running = _target_trials(study, trial)
             if not any(_params_of(t) == params for t in running):
@@ -567,18 +569,48 @@ def _params_of(trial: FrozenTrial) -> dict[str, Any]:
     return params
 
 
-def _prior_params_at(
-    priors: list[EncodedPrior], space: SearchSpace, x: np.ndarray
-) -> dict[str, Any]:
-    """The parameters outside ``space`` of the prior configuration that ``x`` ``(d,)`` re-uses
-    (the closest on the columns the prior has), or nothing if no prior has one."""
+def _closest_prior_params(priors: list[EncodedPrior], x: np.ndarray) -> dict[str, Any]:
+    """The parameters of the prior configuration that ``x`` ``(d,)`` re-uses (the closest on
+    the columns the prior has), or nothing if no prior has one."""
     best: tuple[float, dict[str, Any]] = (math.inf, {})
     for prior in priors:
         distance = np.nanmax(np.abs(prior.x - x[None, :]), axis=1, initial=0.0)  # (n,)
         i = int(np.argmin(distance))
         if distance[i] < best[0]:
             best = (float(distance[i]), prior.params[i])
-    return {k: v for k, v in best[1].items() if k not in space.distributions}
+    return best[1]
+
+
+def _prior_params_at(
+    priors: list[EncodedPrior], space: SearchSpace, x: np.ndarray
+) -> dict[str, Any]:
+    """The parameters outside ``space`` of the prior configuration that ``x`` re-uses."""
+    params = _closest_prior_params(priors, x)
+    return {k: v for k, v in params.items() if k not in space.distributions}
+
+
+def _exact_prior_values(
+    priors: list[EncodedPrior], space: SearchSpace, x: np.ndarray, params: dict[str, Any]
+) -> dict[str, Any]:
+    """``params`` decoded from ``x`` with the re-used prior configuration's own values where
+    they encode to the same point: a prior-design trial re-runs the prior's values exactly,
+    not their round trip through the normalized space (which moves a float's last digits)."""
+    prior = _closest_prior_params(priors, x)
+    exact = {
+        name: prior[name]
+        if name in prior and _contains(space.distributions[name], prior[name])
+        else value
+        for name, value in params.items()
+    }
+    before = space.encode({**space.fixed_values, **params})
+    after = space.encode({**space.fixed_values, **exact})
+    if (
+        before is None
+        or after is None
+        or not np.allclose(before, after, atol=1e-9, equal_nan=True)
+    ):
+        return params
+    return exact
 
 
 def _encode_trials(

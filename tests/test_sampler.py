@@ -236,3 +236,19 @@ def test_predicted_mean_is_in_the_objective_units_and_direction_once_the_target_
     errors = [abs(t.user_attrs[USER_ATTR_PREDICTED_MEAN] - t.value) for t in study.trials[6:]]
     # Later ones predict the maximized objective in its own units: close to what it returned.
     assert np.median(errors) < 0.1 * np.ptp(values)
+
+
+def test_prior_design_trials_rerun_the_prior_values_exactly() -> None:
+    storage = _priors([0.5, 0.6])
+    sampler = MetaBOSampler(prior_storage=storage, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(_quadratic(0.55), n_trials=3)
+    prior_configs = [
+        t.params
+        for name in ("prior-0", "prior-1")
+        for t in optuna.load_study(study_name=name, storage=storage).trials
+    ]
+    for trial in study.trials:
+        assert trial.user_attrs[USER_ATTR_SOURCE] == "prior_design"
+        # Bit for bit: no round trip through the normalized space.
+        assert trial.params in prior_configs, trial.params
