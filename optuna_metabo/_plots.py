@@ -126,15 +126,16 @@ class ModelView:
             proposal: A proposal of ``ProposalEngine.propose``.
             direction: The study direction.
         """
-        if proposal.model is None:
+        view = proposal.view
+        if view is None:
             return None
-        device = str(proposal.model.x.device)
+        device = str(view.model.x.device)
         return cls(
-            proposal.model,
-            proposal.target_index,
-            proposal.best,
-            proposal.offset,
-            proposal.scale,
+            view.model,
+            view.target_index,
+            view.best,
+            view.offset,
+            view.scale,
             sign_of(direction),
             device,
         )

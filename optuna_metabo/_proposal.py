@@ -73,6 +73,26 @@ class EngineSettings:
         return ModelOptions(self.own_lengthscales, self.correlation_prior)
 
 
+@dataclass(frozen=True)
+class PosteriorView:
+    """What it takes to draw the target's posterior as the proposal saw it (for plots).
+
+    Attributes:
+        model: The GP the choice was made with (conditioned on pending points too).
+        target_index: The target's task index in ``model``.
+        best: The target incumbent in the model's standardized units.
+        offset: Raw target value ~ ``offset + scale * standardized`` (see ``affine_back``);
+            before two target values, fitted to the pooled prior values instead.
+        scale: See ``offset``.
+    """
+
+    model: ConditionalView
+    target_index: int
+    best: float
+    offset: float
+    scale: float
+
+
 @dataclass
 class Proposal:
     """The next point and why it was chosen.
@@ -87,12 +107,7 @@ class Proposal:
         similarity: Learned correlation of each prior task with the target, by name.
         held_values: For each prior, the learned normalized value of each column it never
             tuned, by prior name and column.
-        model: The GP the choice was made with (conditioned on pending points too).
-        target_index: The target's task index in ``model``.
-        best: The target incumbent in the model's standardized units.
-        offset: Raw target value ~ ``offset + scale * standardized`` (see ``affine_back``);
-            before two target values, fitted to the pooled prior values instead.
-        scale: See ``offset``.
+        view: The posterior behind the choice, for plots.
     """
 
     x: np.ndarray
@@ -102,11 +117,7 @@ class Proposal:
     source: str
     similarity: dict[str, float] = field(default_factory=dict)
     held_values: dict[str, dict[int, float]] = field(default_factory=dict)
-    model: ConditionalView | None = None
-    target_index: int = 0
-    best: float = 0.0
-    offset: float = 0.0
-    scale: float = 1.0
+    view: PosteriorView | None = None
 
 
 def _training_data(
@@ -584,9 +595,11 @@ class ProposalEngine:
             acquisition=acquisition,
             source=source,
             similarity=similarity,
-            model=model,
-            target_index=target,
-            best=float(target_standardized.min()) if len(target_standardized) else 0.0,
-            offset=offset,
-            scale=scale,
+            view=PosteriorView(
+                model=model,
+                target_index=target,
+                best=float(target_standardized.min()) if len(target_standardized) else 0.0,
+                offset=offset,
+                scale=scale,
+            ),
         )
