@@ -41,7 +41,7 @@ from benchmarks.samplers import SECONDS_ATTR
 from benchmarks.targets import target_table
 
 
-BUDGETS = (1, 3, 5, 10, 20, 40)
+BUDGETS = (1, 3, 5, 10, 20, 40, 100, 200, 300, 1000)
 
 
 @dataclass
