@@ -21,6 +21,7 @@ import uuid
 import numpy as np
 import optuna
 from optuna.storages import BaseStorage
+from optuna.trial import TrialState
 import pytest
 
 from optuna_metabo import DashboardCallback
@@ -357,3 +358,28 @@ def test_slices_cover_every_parameter_kind() -> None:
     assert xs == ["u", "v", "w"] and np.allclose(rows[:, 2:], np.eye(3))
     rows, xs = _slice_rows(space, center, "a", columns["a"])
     assert len(xs) == 50 and xs[0] == pytest.approx(1e-3) and xs[-1] == pytest.approx(1.0)
+
+
+class _RejectingStudyWrites(optuna.storages.InMemoryStorage):
+    """A storage that refuses every study-level write after creation (as a read-only or
+    overloaded database would): the dashboard's note and plots cannot be stored."""
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        raise optuna.exceptions.StorageInternalError("writes to the study are rejected")
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        raise optuna.exceptions.StorageInternalError("writes to the study are rejected")
+
+
+def test_rejected_dashboard_writes_fail_no_trial(caplog: pytest.LogCaptureFixture) -> None:
+    storage = _RejectingStudyWrites()
+    prior = optuna.create_study(storage=storage, study_name="prior")
+    prior.optimize(_objective(0.0, 1.0), n_trials=10)
+    sampler = MetaBOSampler(["prior"], prior_storage=storage, seed=0)
+    study = optuna.create_study(storage=storage, study_name="target", sampler=sampler)
+    callback = DashboardCallback(every_n_trials=1, max_overhead=1.0)
+    with caplog.at_level(logging.WARNING):
+        study.optimize(_objective(0.1, 1.0), n_trials=6, callbacks=[callback])
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    warnings = [r.getMessage() for r in caplog.records if "optuna-dashboard" in r.getMessage()]
+    assert len(warnings) == 1 and "rejected" in warnings[0]
