@@ -95,11 +95,12 @@ def make_optimizer(
     """Builds an optimizer by name.
 
     Args:
-        name: ``SGD``, ``Adam``, ``AdamW`` or ``RMSprop``.
+        name: ``SGD``, ``Adam``, ``AdamW``, ``RMSprop`` or ``adaptive``
+            (:class:`examples.common.adaptive_lr.AdaptiveLR`).
         params: The parameters (or parameter groups) to optimize.
         learning_rate: The learning rate.
         weight_decay: L2 penalty (decoupled for ``AdamW``).
-        momentum: Momentum of SGD and RMSprop; ignored by Adam and AdamW.
+        momentum: Momentum of SGD and RMSprop; ignored by Adam, AdamW and adaptive.
 
     Returns:
         The optimizer.
@@ -116,7 +117,11 @@ def make_optimizer(
         return torch.optim.RMSprop(
             params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay
         )
-    raise ValueError(f"Unknown optimizer {name!r}; use SGD, Adam, AdamW or RMSprop.")
+    if name == "adaptive":
+        from examples.common.adaptive_lr import AdaptiveLR
+
+        return AdaptiveLR(params, lr=learning_rate, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer {name!r}; use SGD, Adam, AdamW, RMSprop or adaptive.")
 
 
 @dataclasses.dataclass(frozen=True)
