@@ -1,7 +1,8 @@
 """CNN image classification: Conv2D, MaxPool, Dense and Dropout layers, tuned with Optuna.
 
 Search space: ``n_conv_layers`` 1..3, ``base_filters`` 8..64 (log; doubled in each conv layer),
-``dense_units`` 16..256 (log), ``dropout_rate`` 0..0.6, ``optimizer`` in {Adam, SGD, RMSprop},
+``dense_units`` 16..256 (log), ``dropout_rate`` 0..0.6, ``optimizer`` in {Adam, SGD, RMSprop,
+adaptive} (adaptive: :class:`examples.common.adaptive_lr.AdaptiveLR`),
 ``learning_rate`` log 1e-4..1e-1, ``batch_size`` in {32, 64, 128}, ``epochs`` 1..max,
 ``weight_decay`` log 1e-6..1e-2, ``momentum`` 0.5..0.99 (SGD, RMSprop), plus the plateau schedule
 and early-stopping patience of :func:`examples.common.training.suggest_training_controls`.
@@ -98,11 +99,13 @@ class CNNObjective(ImageClassificationObjective):
 
     Args:
         data: The image task (see :func:`examples.common.data.load_task_data`).
-        **kwargs: ``max_epochs``, ``device``, ``seed``, ``metric``, ``amp``, ``verbose``; see
+        **kwargs: ``optimizers`` (see
+            :class:`examples.common.objective.ImageClassificationObjective`), ``max_epochs``,
+            ``device``, ``seed``, ``metric``, ``amp``, ``verbose``; see
             :class:`examples.common.objective.ClassificationObjective`.
     """
 
-    OPTIMIZERS: ClassVar[tuple[str, ...]] = ("Adam", "SGD", "RMSprop")
+    OPTIMIZERS: ClassVar[tuple[str, ...]] = ("Adam", "SGD", "RMSprop", "adaptive")
 
     def suggest(self, trial: optuna.Trial) -> tuple[TrainParams, dict[str, Any]]:
         """Suggests the shared training hyperparameters and the CNN architecture.

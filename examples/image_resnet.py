@@ -6,9 +6,10 @@ norm) with ``width``, ``2*width`` and ``4*width`` channels, global average pooli
 layer; depth = 6 * blocks_per_stage + 2 (ResNet-8/14/20).
 
 Search space: ``learning_rate`` log 1e-4..1e-1, ``batch_size`` in {32, 64, 128}, ``epochs``
-1..max, ``weight_decay`` log 1e-6..1e-2, ``momentum`` 0.5..0.99, ``optimizer`` in {SGD, Adam},
-``blocks_per_stage`` 1..3, ``width`` 8..64 (log), plus the plateau schedule and early-stopping
-patience of :func:`examples.common.training.suggest_training_controls`.
+1..max, ``weight_decay`` log 1e-6..1e-2, ``momentum`` 0.5..0.99, ``optimizer`` in
+{SGD, Adam, RMSprop, adaptive}, ``blocks_per_stage`` 1..3, ``width`` 8..64 (log), plus the
+plateau schedule and early-stopping patience of
+:func:`examples.common.training.suggest_training_controls`.
 
 Examples::
 
@@ -128,11 +129,13 @@ class ResNetObjective(ImageClassificationObjective):
 
     Args:
         data: The image task (see :func:`examples.common.data.load_task_data`).
-        **kwargs: ``max_epochs``, ``device``, ``seed``, ``metric``, ``amp``, ``verbose``; see
+        **kwargs: ``optimizers`` (see
+            :class:`examples.common.objective.ImageClassificationObjective`), ``max_epochs``,
+            ``device``, ``seed``, ``metric``, ``amp``, ``verbose``; see
             :class:`examples.common.objective.ClassificationObjective`.
     """
 
-    OPTIMIZERS: ClassVar[tuple[str, ...]] = ("SGD", "Adam")
+    OPTIMIZERS: ClassVar[tuple[str, ...]] = ("SGD", "Adam", "RMSprop", "adaptive")
 
     def suggest(self, trial: optuna.Trial) -> tuple[TrainParams, dict[str, Any]]:
         """Suggests the shared training hyperparameters and the ResNet's depth and width.

@@ -110,7 +110,7 @@ def test_closure_and_invalid_arguments() -> None:
         optimizer.zero_grad()
         loss = (x**2).sum()
         loss.backward()
-        return float(loss)
+        return float(loss.detach())
 
     assert optimizer.step(closure) == pytest.approx(2.0)
     with pytest.raises(ValueError):

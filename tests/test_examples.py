@@ -142,6 +142,31 @@ def test_cnn_objective_trains(digits_task: data_lib.TaskData) -> None:
 
 
 @pytest.mark.slow
+def test_cnn_objective_trains_with_the_adaptive_optimizer(
+    digits_task: data_lib.TaskData,
+) -> None:
+    objective = CNNObjective(digits_task, max_epochs=3, device="cpu")
+    trial = run_one(objective, {**CNN_PARAMS, "optimizer": "adaptive", "lr_plateau": False})
+    assert_trained(trial, chance=0.5)
+    learning_rates = trial.user_attrs["learning_rates"]
+    assert learning_rates == [h["lr"] for h in trial.user_attrs["history"]]
+    assert len(learning_rates) == 3
+    assert learning_rates[-1] != pytest.approx(CNN_PARAMS["learning_rate"])  # adapted
+
+
+def test_optimizer_choices() -> None:
+    assert "adaptive" in CNNObjective.OPTIMIZERS and "adaptive" in ResNetObjective.OPTIMIZERS
+    assert {"Adam", "SGD", "RMSprop"} <= set(ResNetObjective.OPTIMIZERS)
+    assert digits_family.DIGITS_OPTIMIZERS == ("Adam", "SGD", "RMSprop")
+    task = data_lib.load_task_data("digits-5to9-n100", "image", max_eval_samples=50)
+    fixed = CNNObjective(task, optimizers=["SGD"], max_epochs=1, device="cpu")
+    study = optuna.create_study(direction="maximize")
+    study.optimize(fixed, n_trials=1)
+    assert study.trials[0].params["optimizer"] == "SGD"
+    assert len(study.trials[0].user_attrs["learning_rates"]) == study.trials[0].params["epochs"]
+
+
+@pytest.mark.slow
 def test_resnet_objective_trains(digits_task: data_lib.TaskData) -> None:
     objective = ResNetObjective(digits_task, max_epochs=2, device="cpu")
     assert_trained(run_one(objective, RESNET_PARAMS), chance=0.3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 from typing import Any
 from typing import ClassVar
@@ -40,7 +41,8 @@ class TrainParams:
         learning_rate: Peak learning rate.
         batch_size: Training batch size.
         epochs: Maximum number of epochs.
-        optimizer: ``SGD``, ``Adam``, ``AdamW`` or ``RMSprop``.
+        optimizer: ``SGD``, ``Adam``, ``AdamW``, ``RMSprop`` or ``adaptive``
+            (:class:`examples.common.adaptive_lr.AdaptiveLR`).
         weight_decay: L2 penalty (decoupled for AdamW).
         momentum: Momentum of SGD and RMSprop.
         warmup_ratio: Share of all training steps spent in linear learning-rate warmup.
@@ -211,12 +213,17 @@ class ImageClassificationObjective(ClassificationObjective):
 
     Args:
         data: The task's train and validation split with ``image`` and ``label`` columns.
+        optimizers: Choices of the ``optimizer`` parameter instead of :attr:`OPTIMIZERS`, e.g.
+            one name to fix the optimizer.
         **kwargs: Passed to :class:`ClassificationObjective`.
     """
 
     OPTIMIZERS: ClassVar[tuple[str, ...]] = ("SGD", "Adam")
 
-    def __init__(self, data: TaskData, **kwargs: Any) -> None:
+    def __init__(
+        self, data: TaskData, *, optimizers: Sequence[str] | None = None, **kwargs: Any
+    ) -> None:
+        self.optimizers = tuple(optimizers) if optimizers is not None else self.OPTIMIZERS
         x_train, y_train = image_tensors(data.train)
         x_val, y_val = image_tensors(data.validation)
         mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
@@ -244,7 +251,7 @@ class ImageClassificationObjective(ClassificationObjective):
             epochs=trial.suggest_int("epochs", 1, self.max_epochs),
             weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
             momentum=trial.suggest_float("momentum", 0.5, 0.99),
-            optimizer=trial.suggest_categorical("optimizer", list(self.OPTIMIZERS)),
+            optimizer=trial.suggest_categorical("optimizer", list(self.optimizers)),
         )
 
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

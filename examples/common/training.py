@@ -212,7 +212,8 @@ class FitResult:
     Attributes:
         best_value: Best validation metric over the epochs.
         best_epoch: Epoch (0-based) of the best validation metric.
-        history: One dict per epoch: ``train_loss``, ``val_loss``, ``accuracy``, ``f1``, ``lr``.
+        history: One dict per epoch: ``train_loss``, ``val_loss``, ``accuracy``, ``f1``, ``lr``
+            (the learning rate at the end of the epoch, see :func:`current_lr`).
         stopped_early: Whether early stopping ended training.
     """
 
@@ -290,6 +291,22 @@ def evaluate(
     }
 
 
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """Returns the learning rate that the first parameter group's last step used.
+
+    This is ``effective_lr`` for optimizers that adapt their own step size
+    (:class:`examples.common.adaptive_lr.AdaptiveLR`), else ``lr`` (with its schedule).
+
+    Args:
+        optimizer: The optimizer.
+
+    Returns:
+        The learning rate.
+    """
+    group = optimizer.param_groups[0]
+    return float(group.get("effective_lr", group["lr"]))
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -311,7 +328,8 @@ def fit(
 
     After each epoch the validation ``metric`` is reported to ``trial`` (step = epoch) and the
     trial is pruned if its pruner says so. The per-epoch history is stored in the trial's user
-    attribute ``history`` (also for pruned trials), and ``accuracy``/``f1`` of the best epoch in
+    attribute ``history`` (also for pruned trials), the learning rate at the end of each epoch
+    (see :func:`current_lr`) in ``learning_rates``, and ``accuracy``/``f1`` of the best epoch in
     the user attributes of those names.
 
     Args:
@@ -349,7 +367,7 @@ def fit(
         record = {
             "epoch": float(epoch),
             "train_loss": train_loss,
-            "lr": float(optimizer.param_groups[0]["lr"]),
+            "lr": current_lr(optimizer),
             **evaluate(model, val_loader, forward, device, dtype),
         }
         history.append(record)
@@ -466,6 +484,7 @@ def _report(
     """Stores the history and the best epoch's metrics on ``trial``, reports this epoch's
     ``metric`` and prunes the trial if its pruner says so."""
     trial.set_user_attr("history", history)
+    trial.set_user_attr("learning_rates", [record["lr"] for record in history])
     trial.set_user_attr("accuracy", history[best_epoch]["accuracy"])
     trial.set_user_attr("f1", history[best_epoch]["f1"])
     value = history[epoch][metric]
