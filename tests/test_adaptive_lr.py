@@ -124,3 +124,21 @@ def test_make_optimizer_builds_it() -> None:
     optimizer = make_optimizer("adaptive", [x], learning_rate=0.01, weight_decay=1e-4)
     assert isinstance(optimizer, AdaptiveLR)
     assert optimizer.param_groups[0]["weight_decay"] == 1e-4
+
+
+@pytest.mark.slow
+def test_compare_optimizers_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("scipy")
+    pytest.importorskip("sklearn")
+    from examples import compare_optimizers
+
+    output = tmp_path / "compare.json"
+    results = compare_optimizers.main(["--smoke", "--output", str(output)])
+    table = results["training"]["table"]
+    assert set(table) == {"adaptive", "Adam", "SGD", "RMSprop"}
+    assert all(row["n_runs"] == 4 and row["time_s"] > 0 for row in table.values())
+    assert set(results["training"]["tests"]) == {"Adam", "SGD", "RMSprop"}
+    test = results["training"]["tests"]["Adam"]["final_accuracy"]
+    assert test["wins"] + test["ties"] + test["losses"] == 4
+    assert set(results["samplers"]["trials_to_target"]["adaptive"]) == {"metabo", "tpe"}
+    assert "Wilcoxon" in results["report"] and output.exists()

@@ -16,7 +16,7 @@ per-group factor ``h`` that it adapts online. The rule, per parameter group and 
    ``|E g|^2 / E|g|^2``, the quantity behind the gradient noise scale of McCandlish et al.,
    "An Empirical Model of Large-Batch Training" (2018): near 1 when the gradient is mostly
    signal, near 0 when it is mostly minibatch noise.
-4. ``h = clip(h * exp(-hypergrad_lr * snr * c), 1 / max_factor, max_factor)``: the factor
+4. ``h = clip(h * exp(-hypergrad_lr * sqrt(snr) * c), 1 / max_factor, max_factor)``: the factor
    grows while steps keep descending, shrinks after overshoots, and moves slowly when the
    gradient is noise (so noise does not random-walk the learning rate). The bounds play the
    role of AdaBound's (Luo et al., ICLR 2019) clipping of the step size, but around the
@@ -25,8 +25,12 @@ per-group factor ``h`` that it adapts online. The rule, per parameter group and 
 
 Departures from the references: the hypergradient uses the cosine rather than the raw dot
 product (scale-free, as in the "normalized" variant of Baydin et al.), the adaptation rate is
-damped by the SNR, and ``h`` is bounded. Memory is three tensors per parameter (``m``, ``v``
-and the last update), i.e. O(parameters) like Adam.
+damped by ``sqrt(snr)`` (the ratio of the norm of the mean gradient to the root mean square
+gradient), and ``h`` is bounded. The default ``hypergrad_lr = 0.2`` was picked from
+{0.02, 0.05, 0.1, 0.2, 0.5} on the digits CNN (seed 0, 8 epochs); damped by ``snr`` itself
+instead of its root (and 0.02), ``h`` hardly moved there (15 epochs from ``lr = 1e-4`` doubled it).
+Memory is three tensors per parameter (``m``, ``v`` and the last update), i.e. O(parameters)
+like Adam.
 
 The external learning rate ``group["lr"]`` is left to schedules (warmup, plateau); the
 effective learning rate ``lr * h`` is kept in ``group["effective_lr"]`` for logging.
@@ -65,7 +69,7 @@ class AdaptiveLR(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
-        hypergrad_lr: float = 0.02,
+        hypergrad_lr: float = 0.2,
         max_factor: float = 100.0,
     ) -> None:
         if lr <= 0.0:
@@ -114,7 +118,7 @@ class AdaptiveLR(torch.optim.Optimizer):
         beta1, beta2 = group["betas"]
         group["step"] += 1
         t = group["step"]
-        dot = grad_sq = update_sq = signal = second = 0.0
+        sums = []  # per parameter: g.u, g.g, u.u, m.m, sum(v); one host sync for all
         for p in params:
             grad = p.grad
             if grad.is_sparse:
@@ -126,14 +130,25 @@ class AdaptiveLR(torch.optim.Optimizer):
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
                 state["last_update"] = torch.zeros_like(p)
-            update = state["last_update"]
-            dot += float(torch.sum(grad * update))
-            grad_sq += float(torch.sum(grad * grad))
-            update_sq += float(torch.sum(update * update))
-            state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
-            state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            signal += float(torch.sum(state["exp_avg"] ** 2))
-            second += float(torch.sum(state["exp_avg_sq"]))
+            update, exp_avg, exp_avg_sq = (
+                state["last_update"],
+                state["exp_avg"],
+                state["exp_avg_sq"],
+            )
+            exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            sums.append(
+                torch.stack(
+                    [
+                        torch.sum(grad * update),
+                        torch.sum(grad * grad),
+                        torch.sum(update * update),
+                        torch.sum(exp_avg * exp_avg),
+                        torch.sum(exp_avg_sq),
+                    ]
+                ).double()
+            )
+        dot, grad_sq, update_sq, signal, second = torch.stack(sums).sum(dim=0).tolist()
         correction1 = 1 - beta1**t
         correction2 = 1 - beta2**t
         snr = (signal / correction1**2) / max(second / correction2, 1e-30)
@@ -141,7 +156,7 @@ class AdaptiveLR(torch.optim.Optimizer):
         factor = group["factor"]
         if update_sq > 0.0 and grad_sq > 0.0 and math.isfinite(dot):
             cosine = dot / math.sqrt(grad_sq * update_sq)
-            factor *= math.exp(-group["hypergrad_lr"] * snr * cosine)
+            factor *= math.exp(-group["hypergrad_lr"] * math.sqrt(snr) * cosine)
             factor = min(max(factor, 1.0 / group["max_factor"]), group["max_factor"])
         group["factor"], group["snr"] = factor, snr
         step_size = group["lr"] * factor / correction1
