@@ -10,7 +10,7 @@ and a paired Wilcoxon signed-rank test of ``adaptive`` against each other optimi
 
 Part 2 tunes the CNN objective (its full search space, with ``optimizer`` fixed to one choice)
 with MetaBOSampler (no priors unless ``--prior-storage`` is given) and with TPE, and reports the
-trials needed to reach ``--sampler-target``.
+trials needed to reach each of ``--sampler-targets``.
 
 Examples::
 
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sampler-trials", type=int, default=15)
     parser.add_argument("--sampler-seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--sampler-epochs", type=int, default=5)
-    parser.add_argument("--sampler-target", type=float, default=0.95)
+    parser.add_argument("--sampler-targets", nargs="+", type=float, default=[0.95, 0.97])
     parser.add_argument("--samplers", nargs="+", default=["metabo", "tpe"])
     parser.add_argument("--prior-storage", default=None)
     parser.add_argument("--prior-studies", nargs="+", default=None)
@@ -236,23 +236,26 @@ def compare_training(args: argparse.Namespace, data: TaskData) -> dict[str, Any]
 
 
 def compare_samplers(args: argparse.Namespace, data: TaskData) -> dict[str, Any]:
-    """Part 2: trials that MetaBO and TPE need to reach ``--sampler-target`` per optimizer.
+    """Part 2: trials that MetaBO and TPE need to reach ``--sampler-targets`` per optimizer.
 
     Args:
         args: Parsed arguments of :func:`build_parser`.
         data: The digits task.
 
     Returns:
-        ``{optimizer: {sampler: {seed: trials or None}}}`` and the best values.
+        ``trials_to_target`` (``{optimizer: {sampler: {target: {seed: trials or None}}}}``),
+        ``best`` values and best-so-far ``curves``.
     """
     from examples.tune_with_priors import trials_to_target
 
-    needed: dict[str, dict[str, dict[int, int | None]]] = {}
+    needed: dict[str, dict[str, dict[float, dict[int, int | None]]]] = {}
     best: dict[str, dict[str, dict[int, float]]] = {}
+    curves: dict[str, dict[str, dict[int, list[float]]]] = {}
     for name in args.optimizers:
-        needed[name], best[name] = {}, {}
+        needed[name], best[name], curves[name] = {}, {}, {}
         for sampler_name in args.samplers:
-            needed[name][sampler_name], best[name][sampler_name] = {}, {}
+            needed[name][sampler_name] = {target: {} for target in args.sampler_targets}
+            best[name][sampler_name], curves[name][sampler_name] = {}, {}
             for seed in args.sampler_seeds:
                 objective = CNNObjective(
                     data, optimizers=[name], max_epochs=args.sampler_epochs, device="cpu"
@@ -266,14 +269,18 @@ def compare_samplers(args: argparse.Namespace, data: TaskData) -> dict[str, Any]
                 study = optuna.create_study(direction="maximize", sampler=sampler)
                 study.optimize(objective, n_trials=args.sampler_trials)
                 curve = cli.best_so_far(study)
-                needed[name][sampler_name][seed] = trials_to_target(curve, args.sampler_target)
+                for target in args.sampler_targets:
+                    needed[name][sampler_name][target][seed] = trials_to_target(curve, target)
                 best[name][sampler_name][seed] = curve[-1]
+                curves[name][sampler_name][seed] = curve
                 print(
-                    f"{name:8s} {sampler_name:6s} seed={seed} best={curve[-1]:.4f} "
-                    f"trials_to_{args.sampler_target}={needed[name][sampler_name][seed]}",
+                    f"{name:8s} {sampler_name:6s} seed={seed} best={curve[-1]:.4f} trials to "
+                    + " ".join(
+                        f"{t}: {needed[name][sampler_name][t][seed]}" for t in args.sampler_targets
+                    ),
                     flush=True,
                 )
-    return {"trials_to_target": needed, "best": best}
+    return {"trials_to_target": needed, "best": best, "curves": curves}
 
 
 def format_report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -319,21 +326,27 @@ def format_report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 )
     samplers = results.get("samplers")
     if samplers:
+        targets = args.sampler_targets
         lines += [
             "",
-            f"| Optimizer | sampler | trials to {args.sampler_target} (per seed) | best |",
-            "| --- | --- | --- | --- |",
+            "| Optimizer | sampler | "
+            + " | ".join(f"trials to {t} (per seed)" for t in targets)
+            + " | best |",
+            "| --- | --- |" + " --- |" * (len(targets) + 1),
         ]
         for name, by_sampler in samplers["trials_to_target"].items():
-            for sampler_name, by_seed in by_sampler.items():
-                trials = " / ".join(
-                    str(n) if n is not None else f">{args.sampler_trials}"
-                    for n in by_seed.values()
-                )
+            for sampler_name, by_target in by_sampler.items():
+                trial_cells = [
+                    " / ".join(
+                        str(n) if n is not None else f">{args.sampler_trials}"
+                        for n in by_target[t].values()
+                    )
+                    for t in targets
+                ]
                 bests = " / ".join(
                     f"{v:.3f}" for v in samplers["best"][name][sampler_name].values()
                 )
-                lines.append(f"| {name} | {sampler_name} | {trials} | {bests} |")
+                lines.append(f"| {name} | {sampler_name} | {' | '.join(trial_cells)} | {bests} |")
     return "\n".join(lines)
 
 
@@ -350,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.smoke:
         args.dataset, args.learning_rates, args.seeds = "digits-n300", [1e-3, 1e-1], [0, 1]
         args.epochs, args.sampler_trials, args.sampler_epochs = 2, 2, 1
-        args.sampler_seeds, args.target_accuracy, args.sampler_target = [0], 0.5, 0.5
+        args.sampler_seeds, args.target_accuracy, args.sampler_targets = [0], 0.5, [0.5]
     torch.set_num_threads(args.num_threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = load_task_data(args.dataset, "image")
