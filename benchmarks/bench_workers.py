@@ -6,17 +6,25 @@ forked from this process after the heavy imports, so process start-up is not cou
 
 1. Speed-up: the same total number of trials (``--trials``) with 1 worker and with
    ``--workers`` workers; the objective sleeps ``--sleep`` seconds (a cheap model training).
-   Wall clock is measured from the first trial's start to the last trial's end.
+   Wall clock is measured from the first trial's start to the last trial's end; the sampler
+   overhead of each trial (below) is summarized too.
 2. Overhead: ``--workers`` workers run a study to ``--grow-to`` trials; the sampler overhead of
    a trial is the time from its creation until all its parameters are sampled (relative-space
    inference, GP fit, acquisition optimization and storage round-trips). Reported per block of
    trials as the study grows.
+
+With ``--grpc`` the workers reach the storage only through Optuna's gRPC storage proxy
+(``run_grpc_proxy_server`` in a process of its own in front of ``--storage``, one
+``GrpcStorageProxy`` per worker, also as ``prior_storage``); without it each worker opens the
+database directly.
 
 Usage::
 
     python -m benchmarks.bench_workers                       # SQLite file in a temp dir
     python -m benchmarks.bench_workers --storage postgresql+psycopg2://postgres@127.0.0.1/test
     python -m benchmarks.bench_workers --skip-overhead --trials 16 --sleep 0.5
+    python -m benchmarks.bench_workers --storage postgresql+psycopg2://postgres@127.0.0.1/test \
+        --grpc --workers 16 --trials 64 --sleep 0.5 --skip-overhead --skip-single-worker
 """
 
 from __future__ import annotations
@@ -26,11 +34,15 @@ from collections.abc import Callable
 import math
 import multiprocessing
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
 import uuid
+import warnings
 
 import optuna
 
@@ -69,15 +81,74 @@ def _prior(storage: str, name: str, n_trials: int) -> None:
     rdb.engine.dispose()  # No pooled connection may be shared with the forked workers.
 
 
-def _worker(storage: str, study_name: str, prior: str, index: int, n: int, sleep: float) -> None:
+_PROXY_CODE = (
+    "import sys, optuna; from optuna.storages import get_storage, run_grpc_proxy_server; "
+    "optuna.logging.set_verbosity(optuna.logging.WARNING); "
+    "run_grpc_proxy_server(get_storage(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))"
+)
+
+
+def start_grpc_proxy(storage: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Starts ``run_grpc_proxy_server`` in front of ``storage`` in a process of its own.
+
+    This process itself opens no gRPC channel, so forking workers afterwards is safe.
+
+    Args:
+        storage: The RDB URL to proxy.
+
+    Returns:
+        The server process (kill it when done) and its port on 127.0.0.1.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = subprocess.Popen([sys.executable, "-c", _PROXY_CODE, storage, str(port)])
+    deadline = time.monotonic() + 60
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"the gRPC proxy server exited with {server.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, port
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("the gRPC proxy server did not start") from None
+            time.sleep(0.2)
+
+
+def _open(storage: str, grpc_port: int | None) -> str | optuna.storages.BaseStorage:
+    if grpc_port is None:
+        return storage
+    return optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=grpc_port)
+
+
+def _worker(
+    storage: str,
+    grpc_port: int | None,
+    study_name: str,
+    prior: str,
+    index: int,
+    n: int,
+    sleep: float,
+) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = MetaBOSampler([prior], prior_storage=storage, seed=index)
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # GrpcStorageProxy
+    sampler = MetaBOSampler([prior], prior_storage=_open(storage, grpc_port), seed=index)
+    study_storage = _open(storage, grpc_port)
+    study = optuna.load_study(study_name=study_name, storage=study_storage, sampler=sampler)
     study.optimize(_objective(sleep), n_trials=n)
 
 
-def _run(storage: str, prior: str, n_workers: int, n_trials: int, sleep: float) -> str:
+def _run(
+    storage: str,
+    prior: str,
+    n_workers: int,
+    n_trials: int,
+    sleep: float,
+    grpc_port: int | None = None,
+) -> str:
     """Runs ``n_trials`` split over ``n_workers`` forked workers; returns the study name."""
     name = f"bench-workers-{uuid.uuid4().hex[:8]}"
     rdb = optuna.storages.RDBStorage(storage)
@@ -86,7 +157,9 @@ def _run(storage: str, prior: str, n_workers: int, n_trials: int, sleep: float) 
     context = multiprocessing.get_context("fork")
     shares = [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
     processes = [
-        context.Process(target=_worker, args=(storage, name, prior, i, shares[i], sleep))
+        context.Process(
+            target=_worker, args=(storage, grpc_port, name, prior, i, shares[i], sleep)
+        )
         for i in range(n_workers)
     ]
     for process in processes:
@@ -134,6 +207,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--prior-trials", type=int, default=50)
     parser.add_argument("--skip-speedup", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument(
+        "--skip-single-worker", action="store_true", help="speed-up part: no 1-worker run"
+    )
+    parser.add_argument(
+        "--grpc", action="store_true", help="workers go through a gRPC storage proxy"
+    )
     args = parser.parse_args(argv)
 
     directory = tempfile.mkdtemp(prefix="bench-workers-")
@@ -141,23 +220,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prior = f"bench-prior-{uuid.uuid4().hex[:8]}"
     _prior(storage, prior, args.prior_trials)
     created = [prior]
-    results: dict[str, Any] = {"storage": storage.split("://")[0], "cpus": os.cpu_count()}
+    results: dict[str, Any] = {
+        "storage": storage.split("://")[0],
+        "grpc": args.grpc,
+        "cpus": os.cpu_count(),
+    }
+    server, grpc_port = start_grpc_proxy(storage) if args.grpc else (None, None)
     try:
         if not args.skip_speedup:
-            seconds = {}
-            for n_workers in (1, args.workers):
-                name = _run(storage, prior, n_workers, args.trials, args.sleep)
+            seconds, overhead = {}, {}
+            counts = (args.workers,) if args.skip_single_worker else (1, args.workers)
+            for n_workers in counts:
+                name = _run(storage, prior, n_workers, args.trials, args.sleep, grpc_port)
                 created.append(name)
-                seconds[n_workers] = _wall_clock(_trials(storage, name))
-            speedup = seconds[1] / seconds[args.workers]
-            results["speedup"] = {"seconds": seconds, "speedup": speedup}
-            print(f"\n## Speed-up ({args.trials} trials, objective sleeps {args.sleep} s)\n")
-            print("| workers | wall clock (s) | trials/min |\n|---:|---:|---:|")
+                trials = _trials(storage, name)
+                seconds[n_workers] = _wall_clock(trials)
+                per_trial = sorted(_overheads(trials))
+                overhead[n_workers] = (
+                    statistics.median(per_trial),
+                    per_trial[min(len(per_trial) - 1, int(0.9 * len(per_trial)))],
+                )
+            results["speedup"] = {"seconds": seconds, "overhead": overhead}
+            via = "gRPC proxy" if args.grpc else "direct"
+            print(
+                f"\n## Throughput ({args.trials} trials, objective sleeps {args.sleep} s, "
+                f"{results['storage']} {via})\n"
+            )
+            print(
+                "| workers | wall clock (s) | trials/min | overhead median (s) | p90 (s) |\n"
+                "|---:|---:|---:|---:|---:|"
+            )
             for n_workers, s in seconds.items():
-                print(f"| {n_workers} | {s:.1f} | {60 * args.trials / s:.1f} |")
-            print(f"\nSpeed-up of {args.workers} workers over 1: {speedup:.2f}x")
+                median, p90 = overhead[n_workers]
+                print(
+                    f"| {n_workers} | {s:.1f} | {60 * args.trials / s:.1f} | {median:.2f} "
+                    f"| {p90:.2f} |"
+                )
+            if 1 in seconds and args.workers != 1:
+                speedup = seconds[1] / seconds[args.workers]
+                results["speedup"]["speedup"] = speedup
+                print(f"\nSpeed-up of {args.workers} workers over 1: {speedup:.2f}x")
         if not args.skip_overhead:
-            name = _run(storage, prior, args.workers, args.grow_to, args.grow_sleep)
+            name = _run(storage, prior, args.workers, args.grow_to, args.grow_sleep, grpc_port)
             created.append(name)
             overheads = _overheads(_trials(storage, name))
             rows = []
@@ -171,6 +275,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"| {row[0]}-{row[1]} | {row[2]:.2f} | {row[3]:.2f} | {row[4]:.2f} |")
             results["overhead"] = rows
     finally:
+        if server is not None:
+            server.kill()
+            server.wait()
         if args.storage:  # Leave a shared database as it was.
             for name in created:
                 optuna.delete_study(study_name=name, storage=storage)

@@ -532,15 +532,21 @@ def _n_finished(study: Study) -> int:
 def _target_trials(
     study: Study, trial: FrozenTrial
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    trials = study._get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING), use_cache=False
-    )
+    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    trials = study._get_trials(deepcopy=False, states=states, use_cache=False)
     completed = [
         t
         for t in trials
         if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])
     ]
-    running = [t for t in trials if t.state == TrialState.RUNNING and t.number != trial.number]
+    # Pending: running trials, and waiting ones that hold parameters (a failed trial that
+    # RetryFailedTrialCallback re-queued), which another worker will pop any moment.
+    running = [
+        t
+        for t in trials
+        if (t.state == TrialState.RUNNING or t.state == TrialState.WAITING and t.params)
+        and t.number != trial.number
+    ]
     return completed, running
 
 

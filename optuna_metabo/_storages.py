@@ -109,6 +109,9 @@ def storage_identity(storage: BaseStorage) -> str:
     redis_url = getattr(inner, "_url", None)
     if isinstance(redis_url, str):
         return f"redis:{redis_url}|{getattr(inner, '_prefix', '')}"
+    if isinstance(inner, optuna.storages.GrpcStorageProxy):
+        # Two proxies of one server reach the same database.
+        return f"grpc:{getattr(inner, '_host', '')}:{getattr(inner, '_port', '')}"
     return f"object:{id(inner)}"
 
 

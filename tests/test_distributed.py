@@ -49,7 +49,8 @@ _CHOICES = {"a": 0.0, "b": 0.3, "c": 0.6}
 
 # ------------------------------------------------------------------- code run by the workers
 def open_storage(spec: dict[str, Any], heartbeat: bool = False) -> BaseStorage:
-    """Opens the storage described by ``spec`` (``kind``: rdb, journal_file or journal_redis)."""
+    """Opens the storage described by ``spec`` (``kind``: rdb, journal_file, journal_redis or
+    grpc, a ``GrpcStorageProxy``)."""
     kind = spec["kind"]
     if kind == "rdb":
         if heartbeat:
@@ -65,15 +66,20 @@ def open_storage(spec: dict[str, Any], heartbeat: bool = False) -> BaseStorage:
     if kind == "journal_redis":
         backend = JournalRedisBackend(spec["url"], prefix=spec["prefix"])
         return optuna.storages.JournalStorage(backend)
+    if kind == "grpc":
+        return optuna.storages.GrpcStorageProxy(host=spec["host"], port=spec["port"])
     raise ValueError(f"Unknown storage kind {kind!r}.")
 
 
 def prior_storage_arg(spec: dict[str, Any], storage: BaseStorage) -> str | BaseStorage:
-    """What a user passes as ``prior_storage``: the URL or path when there is one."""
+    """What a user passes as ``prior_storage``: the URL or path when there is one, a proxy
+    object of its own for the gRPC proxy."""
     if spec["kind"] == "rdb":
         return str(spec["url"])
     if spec["kind"] == "journal_file":
         return str(spec["path"])
+    if spec["kind"] == "grpc":
+        return open_storage(spec)
     return storage
 
 
@@ -128,19 +134,28 @@ def wait_for_all_workers(directory: Path, index: int, n_workers: int) -> None:
         time.sleep(0.05)
 
 
-def launcher_main(configs: list[dict[str, Any]]) -> None:
+def launcher_main(
+    configs: list[dict[str, Any]], entry: str = "test_distributed:worker_main"
+) -> None:
     """Imports the sampler's heavy dependencies once, then forks one process per worker.
 
     Forking after the imports (and before any computation) saves each worker the several
     seconds that importing torch takes on a loaded machine; every worker still opens its own
     storage connection and builds its own sampler. Prints the workers' exit codes as JSON.
+
+    Args:
+        configs: One configuration per worker.
+        entry: ``module:function`` that each worker runs with its configuration.
     """
+    import importlib
     import multiprocessing
 
     import optuna_metabo._proposal  # noqa: F401  (imports torch and gpytorch)
 
+    module_name, function_name = entry.split(":")
+    target = getattr(importlib.import_module(module_name), function_name)
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=worker_main, args=(c,)) for c in configs]
+    processes = [context.Process(target=target, args=(c,)) for c in configs]
     for process in processes:
         process.start()
     for process in processes:
@@ -149,20 +164,30 @@ def launcher_main(configs: list[dict[str, Any]]) -> None:
 
 
 _LAUNCHER_CODE = (
-    "import json, sys; sys.path.insert(0, sys.argv[1]); import test_distributed as t; "
-    "t.launcher_main(json.loads(sys.argv[2]))"
+    "import json, os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]; "
+    "import test_distributed as t; t.launcher_main(json.loads(sys.argv[2]), sys.argv[3])"
 )
 
 
 class Launcher:
-    """A process that runs the workers of ``configs``; its stderr is kept for failures."""
+    """A process that runs the workers of ``configs``; its stderr is kept for failures.
 
-    def __init__(self, configs: list[dict[str, Any]], log_dir: Path) -> None:
+    ``entry`` (``module:function``, a module of this folder or of the repository root) is what
+    each worker runs.
+    """
+
+    def __init__(
+        self,
+        configs: list[dict[str, Any]],
+        log_dir: Path,
+        entry: str = "test_distributed:worker_main",
+    ) -> None:
         self.log = log_dir / f"workers-{uuid.uuid4().hex[:6]}.err"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        code = [sys.executable, "-c", _LAUNCHER_CODE, str(TESTS_DIR), json.dumps(configs), entry]
         with open(self.log, "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER_CODE, str(TESTS_DIR), json.dumps(configs)],
+                code,
                 stdout=subprocess.PIPE,
                 stderr=err,
                 env=env,
@@ -303,6 +328,8 @@ def make_spec(backend: str, request: pytest.FixtureRequest, directory: Path) -> 
         return {"kind": "journal_file", "path": str(directory / "shared.log")}
     if backend == "postgresql":
         return {"kind": "rdb", "url": request.getfixturevalue("postgres_url")}
+    if backend == "mysql":
+        return {"kind": "rdb", "url": request.getfixturevalue("mysql_database_url")}
     if backend == "journal-redis":
         url = request.getfixturevalue("redis_url")
         return {"kind": "journal_redis", "url": url, "prefix": f"metabo-test-{uuid.uuid4().hex}"}
@@ -323,8 +350,27 @@ BACKENDS = [
     pytest.param("sqlite"),
     pytest.param("journal-file"),
     pytest.param("postgresql", marks=pytest.mark.services),
+    pytest.param("mysql", marks=pytest.mark.services),
     pytest.param("journal-redis", marks=pytest.mark.services),
 ]
+
+
+@pytest.fixture(scope="module")
+def mysql_database_url(mysql_url: str) -> Iterator[str]:
+    """A database of its own on the MySQL/MariaDB server, dropped after this module's tests."""
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(mysql_url)
+    name = f"metabo_test_{uuid.uuid4().hex[:10]}"
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))
+        engine.dispose()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -384,6 +430,20 @@ def test_killed_worker_on_postgresql_is_failed_by_heartbeat(
     names = StudyNames(spec)
     try:
         _check_killed_worker(spec, names, tmp_path, heartbeat=True)
+    finally:
+        names.cleanup()
+
+
+@pytest.mark.services
+def test_killed_worker_on_journal_redis_stays_running_and_pending(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL one worker mid-trial on the Redis journal: as with a journal file, its trial
+    stays RUNNING and pending, the other workers finish, and a later worker goes on."""
+    spec = {"kind": "journal_redis", "url": redis_url, "prefix": f"metabo-test-{uuid.uuid4().hex}"}
+    names = StudyNames(spec)
+    try:
+        _check_killed_worker(spec, names, tmp_path, heartbeat=False)
     finally:
         names.cleanup()
 
@@ -449,3 +509,71 @@ def _check_killed_worker(
         # The stale RUNNING trial is a pending point: its configuration is not proposed again.
         assert killed_params and all(t.params != killed_params for t in after_kill)
     assert study_checksum(storage, prior_name) == before
+
+
+# A long-named 40-parameter space: the shared point of a trial is one system attribute of
+# several kilobytes, beyond the 2,048 characters that attribute columns held before Optuna 2.6.
+_WIDE_CHOICES = tuple(f"{c}-" + "variant-of-a-long-categorical-choice-" * 4 for c in "abc")
+
+
+def wide_objective(trial: optuna.Trial) -> float:
+    """40 parameters with 40-character names: floats, log floats, ints and long categoricals."""
+    total = 0.0
+    for i in range(40):
+        name = f"layer_{i:02d}_regularization_strength_param"
+        if i % 4 == 0:
+            total += (trial.suggest_float(name, 0.0, 1.0) - 0.5) ** 2
+        elif i % 4 == 1:
+            total += abs(math.log10(trial.suggest_float(name, 1e-5, 1e-1, log=True)) + 3)
+        elif i % 4 == 2:
+            total += abs(trial.suggest_int(name, 1, 64) - 16) / 64
+        else:
+            total += _WIDE_CHOICES.index(trial.suggest_categorical(name, _WIDE_CHOICES)) / 3
+    return total
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_forty_parameter_shared_point_round_trips(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The shared point of a 40-parameter trial (one system attribute of 3.7 kB) is stored
+    whole in a TEXT column and read back equal by another connection while the trial runs:
+    no chunking is needed on the schemas Optuna >= 4.5 runs on."""
+    from optuna_metabo import MetaBOSampler
+    from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
+
+    spec = make_spec(backend, request, tmp_path)
+    names = StudyNames(spec)
+    reader = open_storage(spec)  # Another worker's connection.
+    seen: list[tuple[str | None, dict[str, Any]]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        value = wide_objective(trial)
+        stored = reader.get_trial(trial._trial_id).system_attrs.get(SYSTEM_ATTR_SHARED_PARAMS)
+        seen.append((stored, dict(trial.params)))
+        return value
+
+    try:
+        storage = open_storage(spec)
+        sampler = MetaBOSampler(seed=0, n_startup_trials=2, warn_independent_sampling=False)
+        study = optuna.create_study(study_name=names("wide"), storage=storage, sampler=sampler)
+        study.optimize(objective, n_trials=4)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+        assert study.trials[-1].user_attrs["metabo:source"] == "model"
+        # The first trial, with no space known yet, is sampled parameter by parameter.
+        assert len(seen) == 4 and seen[0][0] is None
+        for stored, params in seen[1:]:
+            assert stored is not None and len(stored) > 2048  # the old column limit
+            assert json.loads(stored) == params
+        schema = "DATABASE()" if backend == "mysql" else "current_schema()"
+        with reader.engine.connect() as connection:  # type: ignore[attr-defined]
+            column_type = connection.exec_driver_sql(
+                "SELECT data_type FROM information_schema.columns WHERE "
+                f"table_schema = {schema} AND table_name = 'trial_system_attributes' "
+                "AND column_name = 'value_json'"
+            ).scalar()
+        assert str(column_type).lower() == "text"  # 64 kB on MySQL, unbounded on PostgreSQL
+    finally:
+        reader.engine.dispose()  # type: ignore[attr-defined]
+        names.cleanup()
