@@ -23,6 +23,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 import pytest
+from test_storage_restart import pg_ctl
 
 from optuna_metabo import MetaBOSampler
 
@@ -96,25 +97,15 @@ _WORKER = textwrap.dedent(
 )
 
 
-def _pg_ctl(action: str) -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
 def _stop_for_a_while_then_restart() -> None:
     """PostgreSQL down for 3 s while the workers keep running, then a restart on top."""
-    _pg_ctl("stop")
+    pg_ctl("stop")
     try:
         time.sleep(3.0)
     finally:
-        _pg_ctl("start")
+        pg_ctl("start")
     time.sleep(1.0)
-    _pg_ctl("restart")
+    pg_ctl("restart")
 
 
 @pytest.mark.slow

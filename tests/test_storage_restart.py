@@ -73,7 +73,8 @@ def restart_worker_main(config: dict[str, Any]) -> None:
     (directory / f"errors-{config['index']}").write_text(str(errors))
 
 
-def _pg_ctl(action: str) -> None:
+def pg_ctl(action: str) -> None:
+    """Runs ``pg_ctlcluster <version> main <action>`` on this machine's PostgreSQL."""
     version = sorted(os.listdir("/etc/postgresql"))[-1]
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
@@ -86,7 +87,7 @@ def _pg_ctl(action: str) -> None:
 def _ensure_postgres_running() -> None:
     ready = subprocess.run(["pg_isready", "-h", "127.0.0.1", "-t", "5"], check=False)
     if ready.returncode != 0:
-        _pg_ctl("start")
+        pg_ctl("start")
     subprocess.run(["pg_isready", "-h", "127.0.0.1", "-t", "30"], check=False)
 
 
@@ -95,7 +96,12 @@ def _wait_for_complete(url: str, study_name: str, n: int, launcher: Launcher) ->
     study_id = storage.get_study_id_from_name(study_name)
     deadline = time.monotonic() + 150
     states = (TrialState.COMPLETE,)
-    while len(storage.get_all_trials(study_id, deepcopy=False, states=states)) < n:
+    while True:
+        try:  # A connection that a server restart closed is not this test's concern here.
+            if len(storage.get_all_trials(study_id, deepcopy=False, states=states)) >= n:
+                break
+        except optuna.exceptions.StorageInternalError:
+            storage.engine.dispose()
         assert launcher.process.poll() is None, f"workers ended early:\n{launcher.stderr()}"
         assert time.monotonic() < deadline, "the workers did not get going"
         time.sleep(0.2)
@@ -136,11 +142,11 @@ def test_workers_lose_nothing_through_a_postgresql_restart(
         launcher = Launcher(configs, tmp_path, entry="test_storage_restart:restart_worker_main")
         _wait_for_complete(postgres_url, target_name, N_WORKERS, launcher)
         down_at = time.time()
-        _pg_ctl("stop")
+        pg_ctl("stop")
         try:
             time.sleep(OUTAGE_S)
         finally:
-            _pg_ctl("start")
+            pg_ctl("start")
         up_at = time.time()
         codes = launcher.exit_codes(timeout=240)
         assert codes == [0] * N_WORKERS, f"exit codes {codes}:\n{launcher.stderr()}"
