@@ -247,6 +247,19 @@ def make_prior(storage: BaseStorage, name: str, n_trials: int = 12) -> optuna.St
     return prior
 
 
+def prior_and_target(storage: BaseStorage, names: StudyNames) -> tuple[str, str, str]:
+    """Writes a prior study and creates an empty target study in ``storage``.
+
+    Returns:
+        The prior's name, the target's name and the prior's checksum before the workers.
+    """
+    prior_name, target_name = names("prior"), names("target")
+    make_prior(storage, prior_name)
+    before = study_checksum(storage, prior_name)
+    optuna.create_study(study_name=target_name, storage=storage)
+    return prior_name, target_name, before
+
+
 def overlapping_pairs(trials: list[FrozenTrial]) -> list[tuple[FrozenTrial, FrozenTrial]]:
     """Pairs of trials whose objectives ran at the same time."""
     timed = [t for t in trials if "start" in t.user_attrs and "end" in t.user_attrs]
@@ -383,10 +396,7 @@ def worker_run(
     names = StudyNames(spec)
     try:
         storage = open_storage(spec)
-        prior_name, target_name = names("prior"), names("target")
-        make_prior(storage, prior_name)
-        before = study_checksum(storage, prior_name)
-        optuna.create_study(study_name=target_name, storage=storage)
+        prior_name, target_name, before = prior_and_target(storage, names)
         configs = configs_for(spec, target_name, [prior_name], barrier=str(directory / "barrier"))
         run_workers(configs, directory)
         storage = open_storage(spec)  # A fresh connection sees everything the workers wrote.

@@ -22,9 +22,9 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 from test_distributed import assert_no_concurrent_duplicates
-from test_distributed import make_prior
 from test_distributed import open_storage
 from test_distributed import overlapping_pairs
+from test_distributed import prior_and_target
 from test_distributed import run_workers
 from test_distributed import study_checksum
 from test_distributed import StudyNames
@@ -85,10 +85,7 @@ def test_sixteen_workers_through_the_grpc_proxy(
     names = StudyNames(direct)
     try:
         storage = open_storage(direct)
-        prior_name, target_name = names("prior"), names("target")
-        make_prior(storage, prior_name)
-        before = study_checksum(storage, prior_name)
-        optuna.create_study(study_name=target_name, storage=storage)
+        prior_name, target_name, before = prior_and_target(storage, names)
         configs = [
             {
                 "storage": grpc_spec,

@@ -27,6 +27,7 @@ import pytest
 from test_distributed import Launcher
 from test_distributed import make_prior
 from test_distributed import open_storage
+from test_distributed import prior_and_target
 from test_distributed import study_checksum
 from test_distributed import StudyNames
 from test_distributed import toy_objective
@@ -123,10 +124,7 @@ def test_workers_lose_nothing_through_a_postgresql_restart(
     names = StudyNames(spec)
     try:
         storage = open_storage(spec)
-        prior_name, target_name = names("prior"), names("target")
-        make_prior(storage, prior_name)
-        before = study_checksum(storage, prior_name)
-        optuna.create_study(study_name=target_name, storage=storage)
+        prior_name, target_name, before = prior_and_target(storage, names)
         storage.engine.dispose()  # type: ignore[attr-defined]
         configs = [
             {
