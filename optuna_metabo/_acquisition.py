@@ -6,6 +6,7 @@ maximized; inputs are tensors of shape ``(m, d)`` and outputs of shape ``(m,)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import math
 from typing import Protocol
 
@@ -100,3 +101,98 @@ class PortfolioCoverage:
         means = torch.stack([self.model.posterior(x, t)[0] for t in self.task_indices])  # (P, m)
         regret = torch.minimum(self.covered[:, None], means - self.best[:, None])  # (P, m)
         return -(self.weights[:, None] * regret).sum(dim=0)
+
+
+def _log_expected_shortfall(
+    mean: torch.Tensor, std: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor
+) -> torch.Tensor:
+    """``log E[(u - max(l, Y))^+]`` for ``Y ~ N(mean, std^2)`` and ``l < u``, by broadcasting.
+
+    The expectation is ``std * (h(z_u) - h(z_l))`` with ``h(z) = phi(z) + z Phi(z)`` and
+    ``z_b = (b - mean) / std``; ``l = -inf`` drops the second term.
+    """
+    log_upper = log_h((upper - mean) / std)
+    finite = torch.isfinite(lower)
+    z_lower = (torch.where(finite, lower, torch.zeros_like(lower)) - mean) / std
+    ratio = torch.clamp(log_h(z_lower) - log_upper, max=-1e-15)
+    tail = torch.where(finite, _log1mexp(ratio), torch.zeros_like(ratio))
+    return torch.log(std) + log_upper + tail
+
+
+class LogExpectedHypervolumeImprovement:
+    """Log expected hypervolume improvement over a Pareto front, in closed form.
+
+    The region the front does not dominate is a union of disjoint boxes (see
+    ``_pareto.nondominated_boxes``); with independent objectives, the expected volume a new
+    point adds to a box is a product of one-dimensional terms (Yang et al., 2019), summed over
+    the boxes in log space.
+
+    Args:
+        models: One model per objective.
+        task_indices: The target's task index in each model.
+        lower: Lower corners of the boxes ``(b, k)``, ``-inf`` allowed, standardized units.
+        upper: Upper corners ``(b, k)``.
+    """
+
+    def __init__(
+        self,
+        models: list[PosteriorModel],
+        task_indices: list[int],
+        lower: torch.Tensor,
+        upper: torch.Tensor,
+    ) -> None:
+        self.models = models
+        self.task_indices = task_indices
+        self.lower, self.upper = lower, upper
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        moments = [m.posterior(x, t) for m, t in zip(self.models, self.task_indices)]
+        mean = torch.stack([m for m, _ in moments], dim=1)[:, None, :]  # (m, 1, k)
+        std = torch.sqrt(torch.stack([v for _, v in moments], dim=1))[:, None, :]  # (m, 1, k)
+        terms = _log_expected_shortfall(mean, std, self.lower[None], self.upper[None])
+        return torch.logsumexp(terms.sum(dim=2), dim=1)  # (m,)
+
+
+class LogProbabilityOfFeasibility:
+    """``log P(c(x) <= threshold)`` for one constraint modelled by a GP.
+
+    Args:
+        model: Anything with ``posterior(x, task_index)``.
+        task_index: The target's task index.
+        threshold: The feasibility bound (raw zero) in the model's standardized units.
+    """
+
+    def __init__(self, model: PosteriorModel, task_index: int, threshold: float) -> None:
+        self.model = model
+        self.task_index = task_index
+        self.threshold = threshold
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        mean, variance = self.model.posterior(x, self.task_index)
+        return torch.special.log_ndtr((self.threshold - mean) / torch.sqrt(variance))
+
+
+class ConstrainedAcquisition:
+    """An acquisition weighted by the probability of feasibility (a sum of logs).
+
+    Without an objective part it is the log probability of feasibility alone: the search for
+    a first feasible point.
+
+    Args:
+        objective: The objective's log acquisition, or None.
+        constraints: One log probability of feasibility per constraint.
+    """
+
+    def __init__(
+        self,
+        objective: Callable[[torch.Tensor], torch.Tensor] | None,
+        constraints: list[LogProbabilityOfFeasibility],
+    ) -> None:
+        self.objective = objective
+        self.constraints = constraints
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.objective(x) if self.objective is not None else torch.zeros(len(x)).to(x)
+        for constraint in self.constraints:
+            total = total + constraint(x)
+        return total

@@ -19,7 +19,9 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_metabo._priors import PriorTask
+from optuna_metabo._outputs import constraint_key_order
+from optuna_metabo._outputs import PriorStudy
+from optuna_metabo._outputs import trial_constraints
 from optuna_metabo._priors import SkippedPrior
 from optuna_metabo._storages import open_storage
 from optuna_metabo._storages import PriorStudyError
@@ -30,6 +32,8 @@ from optuna_metabo._storages import storage_identity
 _logger = logging.getLogger(__name__)
 
 PriorSpec = str | optuna.Study
+# Where ``Study.set_metric_names`` keeps the names among the study's system attributes.
+_METRIC_NAMES_KEY = "study:metric_names"
 
 
 @dataclass
@@ -38,7 +42,7 @@ class _CachedRead:
 
     n_trials: int
     has_unfinished: bool
-    result: PriorTask | SkippedPrior
+    result: PriorStudy | SkippedPrior
 
 
 class PriorLoader:
@@ -70,7 +74,7 @@ class PriorLoader:
         self._handles: list[tuple[BaseStorage, int, str]] | None = None
         self._cache: dict[tuple[int, int], _CachedRead] = {}  # by (id(storage), study_id)
         # The last complete load per target name, used while the prior storage is unreadable.
-        self._last: dict[str | None, tuple[list[PriorTask], list[SkippedPrior]]] = {}
+        self._last: dict[str | None, tuple[list[PriorStudy], list[SkippedPrior]]] = {}
         self._unreadable = False
 
     @property
@@ -79,7 +83,7 @@ class PriorLoader:
 
     def load(
         self, target_name: str | None, target_storage: BaseStorage | None = None
-    ) -> tuple[list[PriorTask], list[SkippedPrior]]:
+    ) -> tuple[list[PriorStudy], list[SkippedPrior]]:
         """Returns the usable prior tasks and the skipped ones, excluding the target study.
 
         If the prior storage cannot be read (a database restarting, a file removed, the
@@ -124,8 +128,8 @@ class PriorLoader:
 
     def _load(
         self, target_name: str | None, target_storage: BaseStorage | None
-    ) -> tuple[list[PriorTask], list[SkippedPrior]]:
-        tasks: list[PriorTask] = []
+    ) -> tuple[list[PriorStudy], list[SkippedPrior]]:
+        tasks: list[PriorStudy] = []
         skipped: list[SkippedPrior] = []
         target_key = storage_identity(target_storage) if target_storage is not None else None
         for storage, study_id, name in self._study_handles():
@@ -134,7 +138,7 @@ class PriorLoader:
                 skipped.append(SkippedPrior(name, "it is the target study itself"))
                 continue
             result = self._load_cached(storage, study_id, name)
-            (tasks if isinstance(result, PriorTask) else skipped).append(result)  # type: ignore[arg-type]
+            (tasks if isinstance(result, PriorStudy) else skipped).append(result)  # type: ignore[arg-type]
         return tasks, skipped
 
     def _study_handles(self) -> list[tuple[BaseStorage, int, str]]:
@@ -158,7 +162,7 @@ class PriorLoader:
 
     def _load_cached(
         self, storage: BaseStorage, study_id: int, name: str
-    ) -> PriorTask | SkippedPrior:
+    ) -> PriorStudy | SkippedPrior:
         key = (id(storage), study_id)  # The handles keep the storages alive, so ids are stable.
         cached = self._cache.get(key)
         if cached is not None and not _may_have_changed(storage, study_id, cached):
@@ -168,12 +172,18 @@ class PriorLoader:
         read = _CachedRead(
             len(trials),
             any(not t.state.is_finished() for t in trials),
-            usable_trials(name, directions, trials),
+            usable_trials(name, directions, trials, study_metric_names(storage, study_id)),
         )
         if isinstance(read.result, SkippedPrior):
             _logger.warning("Skipping prior study %r: %s.", name, read.result.reason)
         self._cache[key] = read
         return read.result
+
+
+def study_metric_names(storage: BaseStorage, study_id: int) -> list[str] | None:
+    """The study's metric names, as ``Study.metric_names`` reads them."""
+    names = storage.get_study_system_attrs(study_id).get(_METRIC_NAMES_KEY)
+    return list(names) if isinstance(names, (list, tuple)) else None
 
 
 def _may_have_changed(storage: BaseStorage, study_id: int, cached: _CachedRead) -> bool:
@@ -188,27 +198,33 @@ def _may_have_changed(storage: BaseStorage, study_id: int, cached: _CachedRead) 
 
 
 def usable_trials(
-    name: str, directions: Sequence[StudyDirection], trials: Sequence[FrozenTrial]
-) -> PriorTask | SkippedPrior:
-    """The completed, finite trials of a single-objective study, or why there are none.
+    name: str,
+    directions: Sequence[StudyDirection],
+    trials: Sequence[FrozenTrial],
+    metric_names: Sequence[str] | None = None,
+) -> PriorStudy | SkippedPrior:
+    """The completed trials with finite values of a study, or why there are none.
 
     Args:
         name: The study name, for messages.
         directions: The study's directions.
         trials: All its trials, of any state.
+        metric_names: The study's metric names, if it set them.
     """
-    if len(directions) != 1:
-        return SkippedPrior(name, f"it is multi-objective ({len(directions)} objectives)")
-    sign = 1.0 if directions[0] == StudyDirection.MINIMIZE else -1.0
-    params, values = [], []
+    signs = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in directions])
+    params, values, constraints = [], [], []
     distributions: dict[str, BaseDistribution] = {}
     for trial in trials:
-        value = trial.values[0] if trial.state == TrialState.COMPLETE and trial.values else None
-        if value is None or not math.isfinite(value):
+        row = trial.values if trial.state == TrialState.COMPLETE and trial.values else None
+        if row is None or len(row) != len(signs) or not all(math.isfinite(v) for v in row):
             continue
         params.append(trial.params)
-        values.append(sign * value)
+        values.append(signs * np.asarray(row, dtype=float))
+        constraints.append(trial_constraints(trial.system_attrs))
         distributions.update(trial.distributions)
     if not values:
-        return SkippedPrior(name, "it has no completed trial with a finite value")
-    return PriorTask(name, params, np.asarray(values), len(trials), distributions)
+        return SkippedPrior(name, "it has no completed trial with finite values")
+    keys = constraint_key_order([k for c in constraints for k in c])
+    by_key = {k: np.array([c.get(k, math.nan) for c in constraints]) for k in keys}
+    names = tuple(metric_names) if metric_names is not None else None
+    return PriorStudy(name, params, np.array(values), names, by_key, len(trials), distributions)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from dataclasses import field
 import math
 from typing import Any
+from typing import Protocol
 
 import numpy as np
 from optuna.distributions import BaseDistribution
@@ -158,8 +159,14 @@ def _kind_mismatch(target: BaseDistribution, prior: BaseDistribution) -> str | N
     return None
 
 
+class HasDistributions(Protocol):
+    """A prior study or task: anything with the distributions its trials used."""
+
+    distributions: dict[str, BaseDistribution]
+
+
 def fixed_parameter_space(
-    tasks: Sequence[PriorTask], fixed_params: Mapping[str, Any], tuned: Sequence[str]
+    tasks: Sequence[HasDistributions], fixed_params: Mapping[str, Any], tuned: Sequence[str]
 ) -> dict[str, tuple[BaseDistribution, Any]]:
     """The ``fixed_params`` that some prior tuned, each with a range covering every prior's
     values and the fixed value: ``name -> (distribution, value)``.

@@ -107,7 +107,11 @@ class Proposal:
         similarity: Learned correlation of each prior task with the target, by name.
         held_values: For each prior, the learned normalized value of each column it never
             tuned, by prior name and column.
-        view: The posterior behind the choice, for plots.
+        view: The posterior behind the choice, for plots (single objective, no constraint).
+        objective_means: With several outputs, the predicted value of each objective in raw
+            units, lower is better ``(k,)``; NaN where the target's units are unknown.
+        objective_stds: Their predicted standard deviations ``(k,)``.
+        feasibility: With constraints, the predicted probability that ``x`` is feasible.
     """
 
     x: np.ndarray
@@ -118,6 +122,9 @@ class Proposal:
     similarity: dict[str, float] = field(default_factory=dict)
     held_values: dict[str, dict[int, float]] = field(default_factory=dict)
     view: PosteriorView | None = None
+    objective_means: np.ndarray | None = None
+    objective_stds: np.ndarray | None = None
+    feasibility: float = math.nan
 
 
 def _training_data(
@@ -344,14 +351,14 @@ def _complete_untuned(
     return np.unique(best, axis=0)
 
 
-def _canonical(space: SearchSpace, rows: np.ndarray) -> np.ndarray:
+def canonical_rows(space: SearchSpace, rows: np.ndarray) -> np.ndarray:
     """Rows ``(n, d)`` with every absent or inactive coordinate at 0.5, so that two rows that
     differ only where the objective does not look compare equal."""
     rows = np.nan_to_num(np.asarray(rows, dtype=float), nan=0.5)
     return np.where(space.inactive_mask(rows), 0.5, rows)
 
 
-def _held_values(
+def held_values(
     model: ICMGaussianProcess, priors: list[EncodedPrior]
 ) -> dict[str, dict[int, float]]:
     """The learned value of each column a prior never tuned, by prior name and column."""
@@ -366,7 +373,7 @@ def _held_values(
 
 
 @contextmanager
-def _single_thread() -> Iterator[None]:
+def single_thread() -> Iterator[None]:
     """Runs torch and BLAS on one thread each, as Optuna's GPSampler does: the matrices here are
     small, and the OpenMP and OpenBLAS thread pools otherwise fight over the cores (SciPy's
     L-BFGS-B slows down many times over; scipy/scipy#22438)."""
@@ -467,15 +474,15 @@ class ProposalEngine:
             n_ahead: Take the ``n_ahead``-th best point: the number of concurrent trials that are
                 being proposed right now but have not shared their point yet.
         """
-        with _single_thread():
+        with single_thread():
             model, data = self.fit(priors, target_x, target_y)
             correlations = model.task_correlations()
             similarity = {p.name: float(correlations[i]) for i, p in enumerate(priors)}
-            held = _held_values(model, priors)
+            held = held_values(model, priors)
             candidates = _prior_candidates(
                 model, data, self.settings.n_candidates_per_prior, space, rng
             )
-            alone = self._target_only_model(priors, model, data, target_x, target_y)
+            alone = self.target_only_if_better(priors, model, data, target_x, target_y)
             if alone is not None:
                 model, data = alone
             target = data.n_tasks - 1
@@ -493,7 +500,7 @@ class ProposalEngine:
             proposal.held_values = held
             return proposal
 
-    def _target_only_model(
+    def target_only_if_better(
         self,
         priors: list[EncodedPrior],
         model: ICMGaussianProcess,
@@ -533,7 +540,7 @@ class ProposalEngine:
         s = self.settings
         target = data.n_tasks - 1
         target_x = data.x[data.task == target]
-        taken = _canonical(space, np.concatenate([target_x, pending_x.reshape(-1, space.dim)]))
+        taken = canonical_rows(space, np.concatenate([target_x, pending_x.reshape(-1, space.dim)]))
         n_target = len(target_x)
         target_y = data.y[data.task == target]
         best = float(target_y.min()) if n_target else 0.0
@@ -541,12 +548,12 @@ class ProposalEngine:
         free = _untuned_columns(priors, space.dim)
         if len(free) and len(candidates):
             candidates = _complete_untuned(acqf, candidates, free, space, rng)
-        candidates = candidates[rows_not_in(_canonical(space, candidates), taken)]
+        candidates = candidates[rows_not_in(canonical_rows(space, candidates), taken)]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
         if priors and n_target < s.n_prior_design_trials and len(candidates) > n_ahead:
             x, value = best_candidate(_portfolio(model, data, pending_x), candidates, n_ahead)
             return x, value, SOURCE_PRIOR_DESIGN
-        best_target = _canonical(space, target_x[np.argsort(target_y)[:3]])
+        best_target = canonical_rows(space, target_x[np.argsort(target_y)[:3]])
         starts = np.concatenate([candidates, best_target])
         # A configuration already evaluated or running is not proposed again (re-evaluating
         # the incumbent is where log EI can end up late in a run, and it teaches nothing).
@@ -559,7 +566,7 @@ class ProposalEngine:
             n_local=s.n_local_search,
             n_ahead=n_ahead,
             exclude=taken,
-            canonical=lambda rows: _canonical(space, rows),
+            canonical=lambda rows: canonical_rows(space, rows),
         )
         return x, value, SOURCE_MODEL
 

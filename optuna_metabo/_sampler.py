@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 import datetime
@@ -22,6 +23,14 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_metabo._output_transform import TRANSFORMS
+from optuna_metabo._outputs import check_constraint_values
+from optuna_metabo._outputs import constraint_key_order
+from optuna_metabo._outputs import CONSTRAINTS_KEY
+from optuna_metabo._outputs import MAX_OBJECTIVES
+from optuna_metabo._outputs import prior_output_tasks
+from optuna_metabo._outputs import PriorStudy
+from optuna_metabo._outputs import TargetOutputs
+from optuna_metabo._outputs import trial_constraints
 from optuna_metabo._prior_studies import PriorLoader
 from optuna_metabo._prior_studies import PriorSpec
 from optuna_metabo._priors import encode_task
@@ -29,7 +38,6 @@ from optuna_metabo._priors import EncodedPrior
 from optuna_metabo._priors import fixed_parameter_space
 from optuna_metabo._priors import LACKED_UNKNOWN
 from optuna_metabo._priors import parameter_handling
-from optuna_metabo._priors import PriorTask
 from optuna_metabo._priors import SkippedPrior
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._target_space import learn_conditions
@@ -40,6 +48,7 @@ from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
 from optuna_metabo._trial_attrs import SOURCE_STARTUP
 from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
 from optuna_metabo._trial_attrs import USER_ATTR_ACQUISITION
+from optuna_metabo._trial_attrs import USER_ATTR_FEASIBILITY
 from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_MEAN
 from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_STD
 from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
@@ -48,6 +57,7 @@ from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
 if TYPE_CHECKING:
     from optuna.study import Study
 
+    from optuna_metabo._multi_output import MultiOutputEngine
     from optuna_metabo._proposal import Proposal
     from optuna_metabo._proposal import ProposalEngine
 
@@ -111,6 +121,13 @@ class MetaBOSampler(BaseSampler):
             Torch device for the GP, ``"cpu"`` or ``"cuda"``.
         warn_independent_sampling:
             Log a warning when a parameter falls back to the independent sampler.
+        constraints_func:
+            Maps a finished trial to its constraint values, feasible where all are at most
+            zero; evaluated after each complete or pruned trial and stored as Optuna's samplers
+            store them. Constraints set in the objective with ``trial.set_constraint`` are
+            used too. Each constraint gets a multi-task GP over the target and the priors that
+            stored the same constraint (same key), and the acquisition is weighted by the
+            probability of feasibility.
 
     The sampler writes nothing to the study beyond each trial's ``metabo:*`` user attributes
     and the shared point of a running trial (a system attribute other workers read). For the
@@ -135,6 +152,7 @@ class MetaBOSampler(BaseSampler):
         max_fit_points: int = 300,
         device: str = "cpu",
         warn_independent_sampling: bool = True,
+        constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
     ) -> None:
         _validate_arguments(rank, output_transform, max_prior_trials, max_fit_points, device)
         self._prior_defaults = _parameter_values("prior_defaults", prior_defaults)
@@ -153,8 +171,12 @@ class MetaBOSampler(BaseSampler):
             n_prior_design_trials=n_prior_design_trials,
             device=device,
         )
-        self._engine: ProposalEngine | None = None
-        self._encoded_cache: tuple[Any, list[EncodedPrior], list[SkippedPrior]] | None = None
+        self._constraints_func = constraints_func
+        # The engine keeps the last fits to warm-start the next; by (objectives, constraints).
+        self._engine: tuple[Any, ProposalEngine | MultiOutputEngine] | None = None
+        self._encoded_cache: (
+            tuple[Any, list[list[EncodedPrior]], list[SkippedPrior], dict[str, str]] | None
+        ) = None
         self._prior_values: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._warn_independent_sampling = warn_independent_sampling
@@ -182,7 +204,7 @@ class MetaBOSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        _check_single_objective(study)
+        _check_objectives(study)
         completed = study._get_trials(
             deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True
         )
@@ -191,7 +213,7 @@ class MetaBOSampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        _check_single_objective(study)
+        _check_objectives(study)
         if not search_space:
             return {}
         return self._suggest(study, trial, search_space)
@@ -203,7 +225,7 @@ class MetaBOSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        _check_single_objective(study)
+        _check_objectives(study)
         value = self._prior_values_of(study, trial).get(param_name, _MISSING)
         if value is not _MISSING and _contains(param_distribution, value):
             return value
@@ -231,6 +253,14 @@ class MetaBOSampler(BaseSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
+        if self._constraints_func is not None and state in (
+            TrialState.COMPLETE,
+            TrialState.PRUNED,
+        ):
+            constraints = check_constraint_values(
+                self._constraints_func(trial), trial.number, _n_constraints_before(study)
+            )
+            study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, constraints)
         self._independent_sampler.after_trial(study, trial, state, values)
 
     # ------------------------------------------------------------------------ public extras
@@ -251,14 +281,17 @@ class MetaBOSampler(BaseSampler):
     ) -> dict[str, Any]:
         completed, running = _target_trials(study, trial)
         space = self._search_space(study, search_space, completed)
-        priors = self._encoded_priors(study, space)
-        if not priors and len(completed) < self._n_startup_trials:
+        outputs = _target_outputs(study, completed)
+        encoded = self._encoded_priors(study, space, outputs)
+        if not any(encoded[: outputs.n_objectives]) and len(completed) < self._n_startup_trials:
             params = space.decode(space.sobol_point(trial.number, self._sobol_seed))
             self._set_attrs(study, trial, {USER_ATTR_SOURCE: SOURCE_STARTUP})
             self._share_point(study, trial, params)
             return params
         try:
-            params = self._propose_and_share(study, trial, space, priors, completed, running)
+            params = self._propose_and_share(
+                study, trial, space, encoded, outputs, completed, running
+            )
         except _NUMERICAL_ERRORS as error:
             _logger.warning(
                 "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
@@ -277,7 +310,8 @@ class MetaBOSampler(BaseSampler):
         study: Study,
         trial: FrozenTrial,
         space: SearchSpace,
-        priors: list[EncodedPrior],
+        encoded: list[list[EncodedPrior]],
+        outputs: TargetOutputs,
         completed: list[FrozenTrial],
         running: list[FrozenTrial],
     ) -> dict[str, Any]:
@@ -289,8 +323,9 @@ class MetaBOSampler(BaseSampler):
         different histories, taking the next-best point for each unshared trial ahead does not
         rule that out).
         """
+        priors = [p for per_output in encoded for p in per_output]
         for _ in range(_MAX_CLASH_RETRIES + 1):
-            proposal = self._propose(study, trial, space, priors, completed, running)
+            proposal = self._propose(study, trial, space, encoded, outputs, completed, running)
             params = space.decode(proposal.x)
             if proposal.source == SOURCE_PRIOR_DESIGN:
                 params = _exact_prior_values(priors, space, proposal.x, params)
@@ -364,72 +399,113 @@ class MetaBOSampler(BaseSampler):
                 space[name] = dists[-1]
         return space
 
-    def _load_priors(self, study: Study) -> tuple[list[PriorTask], list[SkippedPrior]]:
+    def _load_priors(self, study: Study) -> tuple[list[PriorStudy], list[SkippedPrior]]:
         if not self._loader.has_priors:
             return [], []
         return self._loader.load(study.study_name, study._storage)
 
-    def _encoded_priors(self, study: Study, space: SearchSpace) -> list[EncodedPrior]:
-        tasks, skipped = self._load_priors(study)
-        # Tasks are the loader's cached objects, so identity tells whether a prior changed.
-        key = (repr(space.distributions), tuple(id(t) for t in tasks), len(skipped))
+    def _encoded_priors(
+        self, study: Study, space: SearchSpace, outputs: TargetOutputs
+    ) -> list[list[EncodedPrior]]:
+        """The encoded prior tasks of each target output (objectives, then constraints)."""
+        studies, skipped = self._load_priors(study)
+        # Studies are the loader's cached objects, so identity tells whether a prior changed.
+        key = (repr(space.distributions), outputs, tuple(id(t) for t in studies), len(skipped))
         if self._encoded_cache is None or self._encoded_cache[0] != key:
-            self._encoded_cache = (key, *self._encode_priors(tasks, skipped, space))
-        _, encoded, all_skipped = self._encoded_cache
-        self._update_summary(encoded, all_skipped)
+            self._encoded_cache = (key, *self._encode_priors(studies, skipped, space, outputs))
+        _, encoded, all_skipped, matched = self._encoded_cache
+        self._update_summary(encoded, all_skipped, matched, outputs)
         return encoded
 
     def _encode_priors(
-        self, tasks: list[PriorTask], skipped: list[SkippedPrior], space: SearchSpace
-    ) -> tuple[list[EncodedPrior], list[SkippedPrior]]:
-        per_study = max(1, self._max_prior_trials // max(len(tasks), 1))
-        encoded: list[EncodedPrior] = []
-        skipped = list(skipped)
-        for task in tasks:
-            # Subsampling uses its own seeded stream so it is identical on every trial.
-            result = encode_task(
-                task, space, per_study, np.random.RandomState(0), self._prior_defaults
-            )
-            if isinstance(result, SkippedPrior):
-                _logger.warning("Skipping prior study %r: %s.", result.name, result.reason)
-                skipped.append(result)
-            else:
-                encoded.append(result)
-        return encoded, skipped
+        self,
+        studies: list[PriorStudy],
+        skipped: list[SkippedPrior],
+        space: SearchSpace,
+        outputs: TargetOutputs,
+    ) -> tuple[list[list[EncodedPrior]], list[SkippedPrior], dict[str, str]]:
+        per_output, unmatched, matched = prior_output_tasks(studies, outputs)
+        for reason in unmatched:
+            _logger.warning("Skipping prior study %r: %s.", reason.name, reason.reason)
+        per_study = max(1, self._max_prior_trials // max(len(matched), 1))
+        encoded: list[list[EncodedPrior]] = []
+        failed: dict[str, SkippedPrior] = {}
+        for tasks in per_output:
+            encoded.append([])
+            for task in tasks:
+                # Subsampling uses its own seeded stream so it is identical on every trial.
+                result = encode_task(
+                    task, space, per_study, np.random.RandomState(0), self._prior_defaults
+                )
+                if isinstance(result, SkippedPrior):
+                    failed.setdefault(result.name, result)
+                else:
+                    encoded[-1].append(result)
+        used = {p.name for per_output_priors in encoded for p in per_output_priors}
+        for name, reason in failed.items():
+            if name not in used:
+                _logger.warning("Skipping prior study %r: %s.", name, reason.reason)
+        not_used = [r for n, r in failed.items() if n not in used]
+        matched = {n: how for n, how in matched.items() if n in used}
+        return encoded, [*skipped, *unmatched, *not_used], matched
 
     def _propose(
         self,
         study: Study,
         trial: FrozenTrial,
         space: SearchSpace,
-        priors: list[EncodedPrior],
+        encoded: list[list[EncodedPrior]],
+        outputs: TargetOutputs,
         completed: list[FrozenTrial],
         running: list[FrozenTrial],
     ) -> Proposal:
-        from optuna_metabo._proposal import EngineSettings
-        from optuna_metabo._proposal import ProposalEngine
+        from optuna_metabo._multi_output import MultiOutputEngine
+        from optuna_metabo._multi_output import OutputData
 
-        if self._engine is None:
-            self._engine = ProposalEngine(EngineSettings(**self._engine_kwargs))
-        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
-        target_x, target_y = _encode_trials(space, completed, sign)
-        pending_x, _ = _encode_trials(space, running, sign, values=False)
+        signs = _objective_signs(study)
+        target_x, target_y = _encode_trials(space, completed, signs, outputs.constraint_keys)
+        pending_x, _ = _encode_trials(space, running)
         n_ahead = _n_unshared_before(running, trial)
-        proposal = self._engine.propose(
-            space, priors, target_x, target_y, pending_x, self._rng, n_ahead
-        )
+        engine = self._engine_for(outputs)
+        if isinstance(engine, MultiOutputEngine):
+            data = [
+                OutputData(priors, target_y[:, i], i >= outputs.n_objectives)
+                for i, priors in enumerate(encoded)
+            ]
+            proposal = engine.propose(space, data, target_x, pending_x, self._rng, n_ahead)
+        else:
+            proposal = engine.propose(
+                space, encoded[0], target_x, target_y[:, 0], pending_x, self._rng, n_ahead
+            )
         self._summary["task_similarity"] = proposal.similarity
         self._record_held_values(space, proposal.held_values)
         self._log_summary_once()
         return proposal
 
+    def _engine_for(self, outputs: TargetOutputs) -> ProposalEngine | MultiOutputEngine:
+        """The engine for these outputs; a new one (fitting from scratch) when they change."""
+        from optuna_metabo._multi_output import MultiOutputEngine
+        from optuna_metabo._proposal import EngineSettings
+        from optuna_metabo._proposal import ProposalEngine
+
+        key = (outputs.n_objectives, outputs.constraint_keys)
+        if self._engine is None or self._engine[0] != key:
+            settings = EngineSettings(**self._engine_kwargs)
+            n_constraints = len(outputs.constraint_keys)
+            engine: ProposalEngine | MultiOutputEngine = (
+                ProposalEngine(settings)
+                if key == (1, ())
+                else MultiOutputEngine(settings, outputs.n_objectives, n_constraints)
+            )
+            self._engine = (key, engine)
+        return self._engine[1]
+
     def _record(
         self, study: Study, trial: FrozenTrial, proposal: Proposal, params: dict[str, Any]
     ) -> None:
-        sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
         attrs = {
-            USER_ATTR_PREDICTED_MEAN: sign * proposal.mean,
-            USER_ATTR_PREDICTED_STD: proposal.std,
+            **_prediction_attrs(study, proposal),
+            USER_ATTR_FEASIBILITY: proposal.feasibility,
             USER_ATTR_ACQUISITION: proposal.acquisition,
             USER_ATTR_SOURCE: proposal.source,
         }
@@ -451,7 +527,18 @@ class MetaBOSampler(BaseSampler):
             study._storage.set_trial_user_attr(trial._trial_id, key, value)
             trial.user_attrs[key] = value
 
-    def _update_summary(self, encoded: list[EncodedPrior], skipped: list[SkippedPrior]) -> None:
+    def _update_summary(
+        self,
+        encoded: list[list[EncodedPrior]],
+        skipped: list[SkippedPrior],
+        matched: dict[str, str],
+        outputs: TargetOutputs,
+    ) -> None:
+        first: dict[str, EncodedPrior] = {}
+        for per_output in encoded:
+            for prior in per_output:
+                first.setdefault(prior.name, prior)
+        several = outputs.n_objectives > 1 or bool(outputs.constraint_keys)
         self._summary["used"] = [
             {
                 "study_name": p.name,
@@ -459,10 +546,16 @@ class MetaBOSampler(BaseSampler):
                 "n_trials_usable": int(p.n_available),
                 "n_trials_total": int(p.n_total),
                 **parameter_handling(p, self._prior_defaults),
+                **({"outputs": matched.get(p.name, "")} if several else {}),
             }
-            for p in encoded
+            for p in first.values()
         ]
         self._summary["skipped"] = [{"study_name": s.name, "reason": s.reason} for s in skipped]
+        if several:
+            self._summary["objectives"] = [
+                outputs.objective_label(i) for i in range(outputs.n_objectives)
+            ]
+            self._summary["constraints"] = list(outputs.constraint_keys)
 
     def _record_held_values(self, space: SearchSpace, held: dict[str, dict[int, float]]) -> None:
         """Writes each prior's learned held values, in target units, into the summary."""
@@ -515,13 +608,52 @@ def _validate_arguments(
         raise ValueError(f"device must be 'cpu' or 'cuda' (optionally 'cuda:N'), not {device!r}.")
 
 
-def _check_single_objective(study: Study) -> None:
-    if len(study.directions) != 1:
+def _check_objectives(study: Study) -> None:
+    if len(study.directions) > MAX_OBJECTIVES:
         raise ValueError(
-            "MetaBOSampler supports single-objective studies only; this study has "
-            f"{len(study.directions)} objectives. Use optuna.samplers.GPSampler or TPESampler "
-            "for multi-objective optimization."
+            f"MetaBOSampler supports up to {MAX_OBJECTIVES} objectives; this study has "
+            f"{len(study.directions)}. Use optuna.samplers.TPESampler or NSGAIIISampler for "
+            "many-objective optimization."
         )
+
+
+def _n_constraints_before(study: Study) -> int | None:
+    """How many values ``constraints_func`` returned for the latest trial that stored them."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    for trial in reversed(study._get_trials(deepcopy=False, states=states, use_cache=True)):
+        stored = trial.system_attrs.get(CONSTRAINTS_KEY)
+        if isinstance(stored, (list, tuple)):
+            return len(stored)
+    return None
+
+
+def _objective_signs(study: Study) -> np.ndarray:
+    """``+1`` for each minimized objective, ``-1`` for each maximized one: ``(k,)``."""
+    return np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions])
+
+
+def _target_outputs(study: Study, completed: list[FrozenTrial]) -> TargetOutputs:
+    """The target's objectives (with their names) and the constraints its trials recorded."""
+    keys = constraint_key_order([k for t in completed for k in trial_constraints(t.system_attrs)])
+    names = study.metric_names
+    return TargetOutputs(tuple(names) if names else None, len(study.directions), keys)
+
+
+def _prediction_attrs(study: Study, proposal: Proposal) -> dict[str, Any]:
+    """The predicted mean and standard deviation in the study's units; with several
+    objectives one pair per objective, keyed by metric name (else position)."""
+    signs = _objective_signs(study)
+    if proposal.objective_means is None or len(signs) == 1:
+        return {
+            USER_ATTR_PREDICTED_MEAN: signs[0] * proposal.mean,
+            USER_ATTR_PREDICTED_STD: proposal.std,
+        }
+    names = study.metric_names or [str(i) for i in range(len(signs))]
+    attrs: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        attrs[f"{USER_ATTR_PREDICTED_MEAN}:{name}"] = signs[i] * proposal.objective_means[i]
+        attrs[f"{USER_ATTR_PREDICTED_STD}:{name}"] = proposal.objective_stds[i]  # type: ignore[index]
+    return attrs
 
 
 def _n_finished(study: Study) -> int:
@@ -537,7 +669,10 @@ def _target_trials(
     completed = [
         t
         for t in trials
-        if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])
+        if t.state == TrialState.COMPLETE
+        and t.values
+        and len(t.values) == len(study.directions)
+        and all(math.isfinite(v) for v in t.values)
     ]
     # Pending: running trials, and waiting ones that hold parameters (a failed trial that
     # RetryFailedTrialCallback re-queued), which another worker will pop any moment.
@@ -620,19 +755,29 @@ def _exact_prior_values(
 
 
 def _encode_trials(
-    space: SearchSpace, trials: list[FrozenTrial], sign: float, values: bool = True
+    space: SearchSpace,
+    trials: list[FrozenTrial],
+    signs: np.ndarray | None = None,
+    constraint_keys: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
-    rows, ys = [], []
+    """Normalized inputs ``(n, d)`` and outputs ``(n, k + c)`` of the trials inside ``space``:
+    objective values times ``signs`` (lower is better), then constraint values (NaN where a
+    trial did not record one). Without ``signs``, no outputs (pending trials)."""
+    rows, outputs = [], []
     for trial in trials:
         row = space.encode({**space.fixed_values, **_params_of(trial)})
         if row is None:
             continue
         rows.append(np.clip(row, 0.0, 1.0))
-        ys.append(sign * trial.values[0] if values else math.nan)
+        if signs is not None:
+            constraints = trial_constraints(trial.system_attrs)
+            recorded = [constraints.get(k, math.nan) for k in constraint_keys]
+            outputs.append(np.concatenate([signs * np.asarray(trial.values), recorded]))
     x = np.array(rows).reshape(len(rows), space.dim)
     # A shared branch value that the trial's parent choice switches off is not used.
     x[space.inactive_mask(np.nan_to_num(x, nan=0.5))] = np.nan
-    return x, np.array(ys)
+    n_outputs = 0 if signs is None else len(signs) + len(constraint_keys)
+    return x, np.array(outputs).reshape(len(rows), n_outputs)
 
 
 def _contains(distribution: BaseDistribution, value: Any) -> bool:

@@ -11,6 +11,10 @@ from __future__ import annotations
 USER_ATTR_PREDICTED_MEAN = "metabo:predicted_mean"
 USER_ATTR_PREDICTED_STD = "metabo:predicted_std"
 USER_ATTR_ACQUISITION = "metabo:acquisition_value"
+# With several objectives, the predicted mean and std are one attribute per objective:
+# ``"metabo:predicted_mean:<metric name or position>"``. With constraints, the predicted
+# probability that the trial is feasible.
+USER_ATTR_FEASIBILITY = "metabo:feasibility"
 USER_ATTR_SOURCE = "metabo:source"
 # System attribute holding the point a worker chose, shared with the other workers before the
 # objective suggests it (JSON of the parameters).

@@ -119,8 +119,9 @@ def _json_mapping(option: str, text: str | None) -> dict[str, Any]:
 def _priors(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
+    from optuna_metabo._outputs import PriorStudy
+    from optuna_metabo._prior_studies import study_metric_names
     from optuna_metabo._prior_studies import usable_trials
-    from optuna_metabo._priors import PriorTask
     from optuna_metabo._priors import SkippedPrior
     from optuna_metabo._storages import open_storage
     from optuna_metabo._storages import resolve_study_names
@@ -130,16 +131,16 @@ def _priors(args: argparse.Namespace) -> int:
     if args.target_like is not None:
         resolve_study_names(storage, [args.target_like])  # A clear error for unknown names.
     rows: list[tuple[str, str, str, str]] = []
-    tasks: dict[str, PriorTask | SkippedPrior] = {}
+    tasks: dict[str, PriorStudy | SkippedPrior] = {}
     for name in names:
         study_id = storage.get_study_id_from_name(name)
         trials = storage.get_all_trials(study_id, deepcopy=False)  # read once per study
         n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
         study_directions = storage.get_study_directions(study_id)
         directions = ", ".join(d.name.lower() for d in study_directions)
-        task = usable_trials(name, study_directions, trials)
+        task = usable_trials(name, study_directions, trials, study_metric_names(storage, study_id))
         tasks[name] = task
-        params = ", ".join(sorted(task.distributions)) if isinstance(task, PriorTask) else "-"
+        params = ", ".join(sorted(task.distributions)) if isinstance(task, PriorStudy) else "-"
         rows.append((name, directions, f"{n_complete}/{len(trials)}", params))
     print(f"Studies in {_redact(args.storage)}: {len(names)}")
     if rows:
@@ -184,6 +185,8 @@ def _print_compatibility(
     import numpy as np
     from optuna.trial import TrialState
 
+    from optuna_metabo._outputs import TargetOutputs
+    from optuna_metabo._prior_studies import study_metric_names
     from optuna_metabo._priors import encode_task
     from optuna_metabo._priors import fixed_parameter_space
     from optuna_metabo._priors import SkippedPrior
@@ -203,6 +206,10 @@ def _print_compatibility(
         learn_conditions([t.params for t in complete], distributions),
         fixed_parameter_space(usable, fixed_params, list(distributions)),
     )
+    names = study_metric_names(storage, study_id)
+    target_outputs = TargetOutputs(
+        tuple(names) if names else None, len(storage.get_study_directions(study_id))
+    )
     described = ", ".join(f"{k} ({_describe(v)})" for k, v in space.distributions.items())
     print(f"Target search space of {target!r}: {described or '(empty)'}")
     compatible, incompatible = [], []
@@ -212,7 +219,11 @@ def _print_compatibility(
         if isinstance(task, SkippedPrior):
             incompatible.append((name, task.reason))
             continue
-        result = encode_task(task, space, 10**9, np.random.RandomState(0), prior_defaults)
+        objective = _first_objective_task(task, target_outputs)
+        if isinstance(objective, SkippedPrior):
+            incompatible.append((name, objective.reason))
+            continue
+        result = encode_task(objective, space, 10**9, np.random.RandomState(0), prior_defaults)
         if isinstance(result, SkippedPrior):
             incompatible.append((name, result.reason))
         else:
@@ -224,6 +235,15 @@ def _print_compatibility(
     print(f"\nIncompatible studies: {len(incompatible)}")
     if incompatible:
         print(_table(("study", "why not"), incompatible))
+
+
+def _first_objective_task(study: Any, target: Any) -> Any:
+    """The prior task of the first target objective the study informs, or why none."""
+    from optuna_metabo._outputs import prior_output_tasks
+
+    per_output, skipped, _ = prior_output_tasks([study], target)
+    tasks = [t for per in per_output for t in per]
+    return tasks[0] if tasks else skipped[0]
 
 
 def _describe(dist: Any) -> str:

@@ -153,7 +153,8 @@ def test_priors_explains_compatibility(
     assert "lacks y (unknown: value learned)" in rows["lacking"]
     assert "categorical with non-numeric choices in this prior" in rows["categorical-y"]
     assert incompatible.startswith("2")
-    assert "multi-objective" in incompatible and "no completed trial" in incompatible
+    assert "2 objective(s) and the target 1" in incompatible
+    assert "no completed trial" in incompatible
     assert "x (float [0.0, 1.0])" in out and "y (float [0.001, 1.0], log)" in out
 
 

@@ -134,7 +134,7 @@ def check_outputs(result: dict[str, Any]) -> None:
     assert f"| {prior_a} | 10 | 10 | 10 |" in note  # Used, with trial counts.
     assert prior_b in note.split("### Prior studies skipped")[0]
     skipped = note.split("### Prior studies skipped")[1].split("###")[0]
-    assert other in skipped and "multi-objective" in skipped
+    assert other in skipped and "2 objective(s) and the target 1" in skipped
     similarity = note.split("### Learned task similarity")[1]
     assert "| prior study | similarity |" in similarity and prior_a in similarity
     plots = get_plotly_graph_objects(_system_attrs(study))

@@ -68,8 +68,8 @@ def test_glob_resolves_and_directions_are_flipped(history: str) -> None:
     assert skipped == []
     imdb, sst2 = tasks
     # Maximized prior: values are negated so that lower is better everywhere.
-    np.testing.assert_allclose(imdb.values, -np.arange(6.0))
-    np.testing.assert_allclose(sst2.values, np.arange(6.0))
+    np.testing.assert_allclose(imdb.values[:, 0], -np.arange(6.0))
+    np.testing.assert_allclose(sst2.values[:, 0], np.arange(6.0))
     # Failed and pruned trials are ignored, but counted in the total.
     assert imdb.n_total == 8
 
@@ -79,7 +79,7 @@ def test_names_need_a_storage() -> None:
         PriorLoader(["a"], None)
 
 
-def test_multi_objective_and_empty_priors_are_skipped_with_logged_reasons(
+def test_empty_priors_are_skipped_with_logged_reasons(
     history: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
@@ -88,12 +88,29 @@ def test_multi_objective_and_empty_priors_are_skipped_with_logged_reasons(
     reasons = {s.name: s.reason for s in skipped}
     assert reasons == {
         "bert-sst2": "it is the target study itself",
-        "cnn-mnist": "it has no completed trial with a finite value",
-        "mo": "it is multi-objective (2 objectives)",
+        "cnn-mnist": "it has no completed trial with finite values",
+        "mo": "it has no completed trial with finite values",
     }
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "Skipping prior study 'mo': it is multi-objective (2 objectives)." in logged
     assert any("'cnn-mnist'" in m and "no completed trial" in m for m in logged)
+
+
+def test_multi_objective_prior_keeps_every_objective_its_names_and_constraints(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = optuna.create_study(storage=url, study_name="mo", directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "latency"])
+    for i in range(4):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_constraint("memory", float(i) - 1.5)
+        study.tell(trial, [float(i), 10.0 * i])
+    (prior,), _ = PriorLoader(["mo"], url).load(target_name="new")
+    assert prior.metric_names == ("accuracy", "latency")
+    # Each objective is flipped by its own direction: lower is better in every column.
+    np.testing.assert_allclose(prior.values, [[-i, 10.0 * i] for i in range(4)])
+    np.testing.assert_allclose(prior.constraints["memory"], np.arange(4.0) - 1.5)
 
 
 def test_priors_are_read_only(history: str) -> None:

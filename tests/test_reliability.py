@@ -486,10 +486,10 @@ def test_startup_trials_do_not_warn_about_independent_sampling(
     assert not logged(caplog, "outside the relative search space")
 
 
-def test_multi_objective_target_raises_naming_the_limitation() -> None:
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=MetaBOSampler())
-    with pytest.raises(ValueError, match="single-objective studies only"):
-        study.optimize(lambda t: (objective(t), 0.0), n_trials=1)
+def test_more_than_four_objectives_raise_naming_the_limitation() -> None:
+    study = optuna.create_study(directions=["minimize"] * 5, sampler=MetaBOSampler())
+    with pytest.raises(ValueError, match="up to 4 objectives"):
+        study.optimize(lambda t: (objective(t),) * 5, n_trials=1)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 

@@ -1,0 +1,442 @@
+"""The numeric core for several outputs: one to four objectives and any constraints.
+
+Each output (an objective or a constraint) has its own ICM GP over the target and the priors
+that recorded it, fitted and warm-started by its own ``ProposalEngine``; the outputs are
+modelled as independent, as in Optuna's GPSampler. Phases, by the number ``n`` of completed
+target trials:
+
+- prior design (``n < n_prior_design_trials`` and an objective has priors): the candidates
+  are the priors' non-dominated configurations (feasible ones where the priors recorded the
+  constraints), chosen one by one as a greedy portfolio: each adds the most hypervolume, in
+  expectation over the prior tasks, to the configurations the target has tried.
+- afterwards: log expected hypervolume improvement over the target's feasible Pareto front
+  (log EI with one objective), plus the log probability of feasibility of each constraint.
+  Until a feasible point is known, the log probability of feasibility alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
+import math
+
+import numpy as np
+import torch
+
+from optuna_metabo._acquisition import ConstrainedAcquisition
+from optuna_metabo._acquisition import LogExpectedHypervolumeImprovement
+from optuna_metabo._acquisition import LogExpectedImprovement
+from optuna_metabo._acquisition import LogProbabilityOfFeasibility
+from optuna_metabo._acquisition import PosteriorModel
+from optuna_metabo._model import TrainingData
+from optuna_metabo._optimize import AcquisitionFunction
+from optuna_metabo._optimize import optimize_acquisition
+from optuna_metabo._optimize import rows_not_in
+from optuna_metabo._output_transform import affine_back
+from optuna_metabo._pareto import hypervolume
+from optuna_metabo._pareto import nondominated_boxes
+from optuna_metabo._pareto import nondominated_mask
+from optuna_metabo._priors import EncodedPrior
+from optuna_metabo._proposal import canonical_rows
+from optuna_metabo._proposal import ConditionalView
+from optuna_metabo._proposal import EngineSettings
+from optuna_metabo._proposal import held_values
+from optuna_metabo._proposal import Proposal
+from optuna_metabo._proposal import ProposalEngine
+from optuna_metabo._proposal import single_thread
+from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._trial_attrs import SOURCE_MODEL
+from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
+from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
+
+
+# With more than two objectives the number of boxes grows as (front size + 1) ** (k - 1): the
+# front the hypervolume improvement is measured against keeps at most this many points, spread
+# out (an approximation that keeps the cost per trial bounded).
+_FRONT_CAP = {3: 24, 4: 10}
+_REFERENCE_MARGIN = 0.1
+_MIN_FEASIBILITY = 0.5
+
+
+@dataclass
+class OutputData:
+    """One output of the target, with the priors that recorded it.
+
+    Attributes:
+        priors: The encoded prior tasks of this output, possibly none.
+        y: The target's values ``(n,)``, lower is better (at most zero is feasible for a
+            constraint); NaN where a trial did not record it.
+        is_constraint: Whether the output is a constraint.
+    """
+
+    priors: list[EncodedPrior]
+    y: np.ndarray
+    is_constraint: bool = False
+
+
+class _Uninformed:
+    """The posterior of an output with no data at all: the GP prior in standardized units."""
+
+    def posterior(self, x: torch.Tensor, task_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(len(x)).to(x), torch.ones(len(x)).to(x)
+
+
+@dataclass
+class _Fitted:
+    """A fitted output.
+
+    Attributes:
+        model: Its model seen through the search space's conditions.
+        target: The target's task index in ``model``.
+        data: The training data; None for an uninformed output.
+        raw: Each task's raw values it was fitted on, in task order (the target last).
+        rows: Which target trials recorded the output ``(n,)``.
+        filled: The training inputs with absent entries filled ``(N, d)``.
+        names: The prior tasks' names in task order (empty if the priors were set aside).
+        replaced: A GP on the target alone replaced the ICM (negative-transfer guard).
+        similarity: Correlation of each prior task with the target, by name.
+        held: Learned held values of the priors (see ``Proposal.held_values``).
+    """
+
+    model: PosteriorModel
+    target: int
+    data: TrainingData | None
+    raw: list[np.ndarray]
+    rows: np.ndarray
+    filled: np.ndarray
+    names: list[str] = field(default_factory=list)
+    replaced: bool = False
+    similarity: dict[str, float] = field(default_factory=dict)
+    held: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def task_of(self, name: str) -> int:
+        """The task index of prior ``name``, or the target's where the output lacks it."""
+        return self.names.index(name) if name in self.names else self.target
+
+    def standardized(self) -> np.ndarray:
+        """The target's values in the model's units ``(n_k,)``."""
+        if self.data is None:
+            return np.zeros(0)
+        return self.data.y[self.data.task == self.target]
+
+    def threshold(self, task: int) -> float:
+        """Raw zero (the feasibility bound) in the standardized units of ``task``, as the
+        ``standardize`` transform that constraints always use maps it."""
+        values = self.raw[task]
+        if len(values) == 0:
+            return 0.0
+        std = float(np.std(values))
+        return float(-np.mean(values) / (std if std > 1e-12 else 1.0))
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def _moments(fitted: _Fitted, x: np.ndarray, task: int) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and standard deviation of one task at rows ``x`` ``(r, d)``."""
+    if len(x) == 0:
+        return np.zeros(0), np.zeros(0)
+    with torch.no_grad():
+        mean, variance = fitted.model.posterior(_tensor(x), task)
+    return mean.cpu().numpy(), np.sqrt(variance.cpu().numpy())
+
+
+def _feasibility(constraints: list[_Fitted], x: np.ndarray, name: str | None) -> np.ndarray:
+    """Probability that rows ``x`` are feasible on prior ``name`` (the target for None)."""
+    from scipy.special import ndtr
+
+    probability = np.ones(len(x))
+    for fitted in constraints:
+        if name is not None and name not in fitted.names:
+            continue  # This prior did not record the constraint: it says nothing about it.
+        task = fitted.target if name is None else fitted.task_of(name)
+        mean, std = _moments(fitted, x, task)
+        probability *= ndtr((fitted.threshold(task) - mean) / std)
+    return probability
+
+
+def _spread_subset(front: np.ndarray, k: int) -> np.ndarray:
+    """At most ``k`` rows of ``front`` ``(n, m)``, chosen far apart (farthest-point order,
+    starting from the row with the lowest sum)."""
+    if len(front) <= k:
+        return front
+    chosen = [int(np.argmin(front.sum(axis=1)))]
+    distance = np.linalg.norm(front - front[chosen[0]], axis=1)
+    while len(chosen) < k:
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(front - front[chosen[-1]], axis=1))
+    return front[chosen]
+
+
+def _reference(values: np.ndarray) -> np.ndarray:
+    """A reference point just beyond the worst of ``values`` ``(n, m)`` in each objective."""
+    spread = np.maximum(np.ptp(values, axis=0), 1e-6)
+    return values.max(axis=0) + _REFERENCE_MARGIN * spread
+
+
+class _PriorPortfolio:
+    """The priors' non-dominated configurations and how much each adds to a portfolio.
+
+    A configuration's value on prior task ``p`` is the hypervolume it adds to the points tried
+    on the target, both placed at ``p``'s posterior means and scaled by the hypervolume of
+    ``p``'s own front, times its probability of feasibility on ``p``; the criterion averages
+    over the prior tasks. With nothing tried it prefers a configuration good on every
+    objective across tasks; later ones fill the parts of the fronts the portfolio lacks.
+
+    Args:
+        objectives: The fitted objectives.
+        constraints: The fitted constraints.
+        space: The search space, to snap candidates onto it.
+    """
+
+    def __init__(
+        self, objectives: list[_Fitted], constraints: list[_Fitted], space: SearchSpace
+    ) -> None:
+        self.objectives, self.constraints = objectives, constraints
+        self.names = list(dict.fromkeys(n for f in objectives for n in f.names))
+        fronts = [self._front(name, space) for name in self.names]
+        self.candidates = (
+            np.unique(np.concatenate(fronts), axis=0) if fronts else np.zeros((0, space.dim))
+        )
+
+    def _means(self, name: str, x: np.ndarray) -> np.ndarray:
+        """Posterior means ``(r, m)`` of prior ``name`` at ``x``; the target's where it lacks
+        an objective."""
+        return np.stack([_moments(f, x, f.task_of(name))[0] for f in self.objectives], axis=1)
+
+    def _rows(self, name: str) -> np.ndarray:
+        """Prior ``name``'s configurations (held values filled in) ``(r, d)``."""
+        for fitted in self.objectives:
+            if name in fitted.names and fitted.data is not None:
+                return fitted.filled[fitted.data.task == fitted.task_of(name)]
+        return np.zeros((0, 0))
+
+    def _front(self, name: str, space: SearchSpace) -> np.ndarray:
+        rows = space.snap(np.clip(self._rows(name), 0.0, 1.0))
+        if len(rows) == 0:
+            return np.zeros((0, space.dim))
+        front = rows[nondominated_mask(self._means(name, rows))]
+        feasible = _feasibility(self.constraints, front, name) >= _MIN_FEASIBILITY
+        return front[feasible] if feasible.any() else front
+
+    def scores(self, x: np.ndarray, tried: np.ndarray) -> np.ndarray:
+        """The criterion at candidate rows ``x`` ``(c, d)`` given tried rows ``(s, d)``."""
+        total = np.zeros(len(x))
+        for name in self.names:
+            own = self._means(name, self._rows(name))
+            reference = _reference(own)
+            scale = max(hypervolume(own, reference), 1e-12)
+            base_points = self._means(name, tried)
+            base = hypervolume(base_points, reference)
+            means = self._means(name, x)
+            gains = np.array(
+                [hypervolume(np.vstack([base_points, m[None]]), reference) - base for m in means]
+            )
+            total += _feasibility(self.constraints, x, name) * gains / scale
+        return total / max(len(self.names), 1)
+
+
+class MultiOutputEngine:
+    """Fits one GP per output and proposes points; each output's fit warm-starts the next.
+
+    Args:
+        settings: Knobs of the numeric core (constraints always use ``standardize``, so that
+            raw zero maps to one value in each task's units).
+        n_objectives: Number of objectives.
+        n_constraints: Number of constraints.
+    """
+
+    def __init__(self, settings: EngineSettings, n_objectives: int, n_constraints: int) -> None:
+        self.settings = settings
+        constraint_settings = replace(settings, output_transform="standardize")
+        self._engines = [ProposalEngine(settings) for _ in range(n_objectives)] + [
+            ProposalEngine(constraint_settings) for _ in range(n_constraints)
+        ]
+        self.n_objectives = n_objectives
+
+    def propose(
+        self,
+        space: SearchSpace,
+        outputs: list[OutputData],
+        target_x: np.ndarray,
+        pending_x: np.ndarray,
+        rng: np.random.RandomState,
+        n_ahead: int = 0,
+    ) -> Proposal:
+        """Chooses the next target point.
+
+        Args:
+            space: The target search space.
+            outputs: The objectives, then the constraints.
+            target_x: Completed target inputs ``(n, d)``.
+            pending_x: Inputs of running target trials ``(p, d)``.
+            rng: Random source.
+            n_ahead: Take the ``n_ahead``-th best point (see ``ProposalEngine.propose``).
+        """
+        with single_thread():
+            fitted = [
+                self._fit(engine, output, target_x, pending_x, space)
+                for engine, output in zip(self._engines, outputs)
+            ]
+            objectives, constraints = fitted[: self.n_objectives], fitted[self.n_objectives :]
+            portfolio = _PriorPortfolio(objectives, constraints, space)
+            taken = canonical_rows(
+                space, np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
+            )
+            fresh = portfolio.candidates[
+                rows_not_in(canonical_rows(space, portfolio.candidates), taken)
+            ]
+            design = len(target_x) < self.settings.n_prior_design_trials
+            if portfolio.names and design and len(fresh) > n_ahead:
+                scores = portfolio.scores(fresh, np.concatenate([target_x, pending_x]))
+                index = int(np.argsort(-scores, kind="stable")[n_ahead])
+                x, value, source = fresh[index], float(scores[index]), SOURCE_PRIOR_DESIGN
+            else:
+                x, value = self._optimize(
+                    space, objectives, constraints, fresh, taken, rng, n_ahead
+                )
+                replaced = [f.replaced for f in fitted if f.names or f.replaced]
+                source = SOURCE_TARGET_MODEL if replaced and all(replaced) else SOURCE_MODEL
+            return self._describe(objectives, constraints, len(target_x), x, value, source)
+
+    def _fit(
+        self,
+        engine: ProposalEngine,
+        output: OutputData,
+        target_x: np.ndarray,
+        pending_x: np.ndarray,
+        space: SearchSpace,
+    ) -> _Fitted:
+        rows = np.isfinite(output.y)
+        x, y = target_x[rows], output.y[rows]
+        if not output.priors and len(y) == 0:
+            return _Fitted(_Uninformed(), 0, None, [y], rows, np.zeros((0, space.dim)))
+        model, data = engine.fit(output.priors, x, y)
+        correlations = model.task_correlations()
+        fitted = _Fitted(
+            model,
+            data.n_tasks - 1,
+            data,
+            [p.y for p in output.priors] + [y],
+            rows,
+            model.x.detach().cpu().numpy(),
+            [p.name for p in output.priors],
+            similarity={p.name: float(correlations[i]) for i, p in enumerate(output.priors)},
+            held=held_values(model, output.priors),
+        )
+        alone = engine.target_only_if_better(output.priors, model, data, x, y)
+        if alone is not None:
+            model, data = alone
+            fitted = replace(fitted, target=0, data=data, raw=[y], names=[], replaced=True)
+        if len(pending_x):
+            model = model.condition_on(torch.as_tensor(pending_x), fitted.target)
+        fitted.model = ConditionalView(model, space)
+        return fitted
+
+    def _acquisition(
+        self, objectives: list[_Fitted], constraints: list[_Fitted]
+    ) -> tuple[AcquisitionFunction, np.ndarray]:
+        """The acquisition function, and the target rows on its feasible front (for starts)."""
+        values = np.stack([f.standardized() for f in objectives], axis=1)  # (n, m)
+        feasible = np.ones(len(values), dtype=bool)
+        for fitted in constraints:
+            feasible &= _target_column(fitted) <= 0.0
+        objective: AcquisitionFunction | None = None
+        front_rows = np.zeros(0, dtype=np.int64)
+        if feasible.any() and len(values):
+            front_rows = np.flatnonzero(feasible)[nondominated_mask(values[feasible])]
+            objective = self._objective_acquisition(objectives, values, values[front_rows])
+        pofs = [
+            LogProbabilityOfFeasibility(f.model, f.target, f.threshold(f.target))
+            for f in constraints
+        ]
+        if not constraints:
+            assert objective is not None
+            return objective, front_rows
+        return ConstrainedAcquisition(objective, pofs), front_rows
+
+    def _objective_acquisition(
+        self, objectives: list[_Fitted], values: np.ndarray, front: np.ndarray
+    ) -> AcquisitionFunction:
+        if len(objectives) == 1:
+            return LogExpectedImprovement(objectives[0].model, objectives[0].target, front.min())
+        front = _spread_subset(front, _FRONT_CAP.get(len(objectives), len(front)))
+        lower, upper = nondominated_boxes(front, _reference(values))
+        return LogExpectedHypervolumeImprovement(
+            [f.model for f in objectives],
+            [f.target for f in objectives],
+            _tensor(lower),
+            _tensor(upper),
+        )
+
+    def _optimize(
+        self,
+        space: SearchSpace,
+        objectives: list[_Fitted],
+        constraints: list[_Fitted],
+        prior_starts: np.ndarray,
+        taken: np.ndarray,
+        rng: np.random.RandomState,
+        n_ahead: int,
+    ) -> tuple[np.ndarray, float]:
+        acqf, front_rows = self._acquisition(objectives, constraints)
+        target_rows = taken[: len(objectives[0].standardized())]
+        starts = np.concatenate([prior_starts, target_rows[front_rows]])
+        return optimize_acquisition(
+            acqf,
+            space,
+            starts,
+            rng,
+            n_sobol=self.settings.n_sobol,
+            n_local=self.settings.n_local_search,
+            n_ahead=n_ahead,
+            exclude=taken,
+            canonical=lambda rows: canonical_rows(space, rows),
+        )
+
+    def _describe(
+        self,
+        objectives: list[_Fitted],
+        constraints: list[_Fitted],
+        n_target: int,
+        x: np.ndarray,
+        value: float,
+        source: str,
+    ) -> Proposal:
+        means, stds = [], []
+        for fitted in objectives:
+            mean, std = _moments(fitted, x[None, :], fitted.target)
+            offset, scale = affine_back(fitted.standardized(), fitted.raw[-1])
+            known = len(fitted.raw[-1]) >= 2
+            means.append(offset + scale * float(mean[0]) if known else math.nan)
+            stds.append(abs(scale) * float(std[0]) if known else math.nan)
+        similarity: dict[str, float] = {}
+        held: dict[str, dict[int, float]] = {}
+        for fitted in objectives + constraints:
+            similarity = {**fitted.similarity, **similarity}
+            held = {**fitted.held, **held}
+        feasibility = (
+            float(_feasibility(constraints, x[None, :], None)[0]) if constraints else math.nan
+        )
+        return Proposal(
+            x=x,
+            mean=means[0],
+            std=stds[0],
+            acquisition=value,
+            source=source,
+            similarity=similarity,
+            held_values=held,
+            objective_means=np.array(means),
+            objective_stds=np.array(stds),
+            feasibility=feasibility,
+        )
+
+
+def _target_column(fitted: _Fitted) -> np.ndarray:
+    """The target's raw values of a constraint for every target trial ``(n,)``; NaN (taken as
+    infeasible) where a trial did not record it."""
+    column = np.full(len(fitted.rows), np.nan)
+    column[fitted.rows] = fitted.raw[-1]
+    return column
