@@ -361,13 +361,14 @@ def bootstrap_ci(
     return np.percentile(means, tail, axis=0), np.percentile(means, 100 - tail, axis=0)
 
 
-def plot_group(runs: list[Run], path: Path, title: str) -> None:
+def plot_group(runs: list[Run], path: Path, title: str, ylabel: str = "normalized regret") -> None:
     """Plot mean normalized regret vs trials with 95% bootstrap confidence bands of the mean.
 
     Args:
         runs: Runs of one group.
         path: PNG file to write.
         title: Figure title.
+        ylabel: What the regret curves measure (y axis label, before the scale note).
     """
     import matplotlib
 
@@ -385,7 +386,7 @@ def plot_group(runs: list[Run], path: Path, title: str) -> None:
         ax.fill_between(x, np.maximum(low, 1e-4), np.maximum(high, 1e-4), alpha=0.2)
     ax.set_yscale("log")
     ax.set_xlabel("trials on the target task")
-    ax.set_ylabel("normalized regret (log, floor 1e-4)")
+    ax.set_ylabel(f"{ylabel} (log, floor 1e-4)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, title="mean; band: 95% bootstrap CI", title_fontsize=7)

@@ -168,7 +168,9 @@ def _write_study(
     """Copy an in-memory study into ``storage`` under ``name``; mark it complete last."""
     if name in optuna.get_all_study_names(storage):
         optuna.delete_study(study_name=name, storage=storage)  # left by an interrupted run
-    dst = optuna.create_study(study_name=name, storage=storage, direction=source.direction)
+    dst = optuna.create_study(study_name=name, storage=storage, directions=source.directions)
+    if source.metric_names is not None:
+        dst.set_metric_names(source.metric_names)
     for key, value in attrs.items():
         dst.set_user_attr(key, value)
     dst.add_trials(source.trials)

@@ -105,10 +105,19 @@ class LCBench(Problem):
             task: OpenML task id.
             params: List of configurations.
         """
+        return self.outputs(task, params)[:, self._col]
+
+    def outputs(self, task: str, params: list[dict[str, Any]]) -> np.ndarray:
+        """Every surrogate output at the last epoch, ``(n, 6)`` in the order of ``OUTPUTS``.
+
+        Args:
+            task: OpenML task id.
+            params: List of configurations.
+        """
         raw = [self.raw_params(p) for p in params]
         x_cat = np.full((len(params), 1), self._code[task])
         x_cont = np.array([[MAX_EPOCH] + [p[name] for name in PARAMS] for p in raw])
-        return self.surrogate.predict(x_cat, x_cont)[:, self._col].astype(float)
+        return self.surrogate.predict(x_cat, x_cont).astype(float)
 
 
 class LCBenchConditional(LCBench):

@@ -75,6 +75,15 @@ class RPart(Problem):
             task: OpenML task id.
             params: List of configurations.
         """
+        return self.outputs(task, params)[:, self._col]
+
+    def outputs(self, task: str, params: list[dict[str, Any]]) -> np.ndarray:
+        """Every surrogate output at full fidelity, ``(n, 9)`` in the order of ``OUTPUTS``.
+
+        Args:
+            task: OpenML task id.
+            params: List of configurations.
+        """
         x_cat = np.tile([self._code[task], self._impute], (len(params), 1))
         x_cont = np.array([[p[name] for name in PARAMS] + [TRAINSIZE, REPL] for p in params])
-        return self.surrogate.predict(x_cat, x_cont)[:, self._col].astype(float)
+        return self.surrogate.predict(x_cat, x_cont).astype(float)
