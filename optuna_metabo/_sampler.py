@@ -26,6 +26,7 @@ from optuna_metabo._output_transform import TRANSFORMS
 from optuna_metabo._outputs import check_constraint_values
 from optuna_metabo._outputs import constraint_key_order
 from optuna_metabo._outputs import CONSTRAINTS_KEY
+from optuna_metabo._outputs import match_outputs
 from optuna_metabo._outputs import MAX_OBJECTIVES
 from optuna_metabo._outputs import prior_output_tasks
 from optuna_metabo._outputs import PriorStudy
@@ -274,6 +275,31 @@ class MetaBOSampler(BaseSampler):
             target (filled once the GP has been fitted).
         """
         return json.loads(json.dumps(self._summary))
+
+    def prior_fronts(self, study: Study) -> dict[str, np.ndarray]:
+        """The Pareto front of each prior study that informs every objective of ``study``.
+
+        Args:
+            study: The target study.
+
+        Returns:
+            By prior study name, its non-dominated trials' values ``(n, k)`` for the target's
+            objectives, in the target's order and units (as the prior recorded them).
+        """
+        from optuna_metabo._pareto import nondominated_mask
+
+        completed, _ = _target_trials(study, None)
+        outputs = _target_outputs(study, completed)
+        signs = _objective_signs(study)
+        fronts: dict[str, np.ndarray] = {}
+        for prior in self._load_priors(study)[0]:
+            match = match_outputs(prior, outputs)
+            if isinstance(match, SkippedPrior) or None in match.columns:
+                continue
+            lower_is_better = prior.values[:, [int(c) for c in match.columns if c is not None]]
+            front = lower_is_better[nondominated_mask(lower_is_better)]
+            fronts[prior.name] = front * signs  # Back to the target's directions.
+        return fronts
 
     # ---------------------------------------------------------------------------- internals
     def _suggest(
@@ -662,7 +688,7 @@ def _n_finished(study: Study) -> int:
 
 
 def _target_trials(
-    study: Study, trial: FrozenTrial
+    study: Study, trial: FrozenTrial | None
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
     trials = study._get_trials(deepcopy=False, states=states, use_cache=False)
@@ -680,7 +706,7 @@ def _target_trials(
         t
         for t in trials
         if (t.state == TrialState.RUNNING or t.state == TrialState.WAITING and t.params)
-        and t.number != trial.number
+        and (trial is None or t.number != trial.number)
     ]
     return completed, running
 
