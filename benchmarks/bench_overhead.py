@@ -13,6 +13,11 @@ Usage::
     python -m benchmarks.bench_overhead --target-history 300 --budget 20 --seeds 2
     python -m benchmarks.bench_overhead --target-history 1000 --budget 20 --seeds 1 --no-gp
 
+``--objectives 2`` makes priors and target 2-objective studies (the loss above and a cost,
+``sum(x) + 0.5 * layers``, metric names ``loss`` and ``cost``; priors by MOTPE)::
+
+    python -m benchmarks.bench_overhead --objectives 2 --n-priors 10 --prior-trials 50 --budget 40
+
 ``--target-history N`` first fills each target study with N completed random-search trials
 (the same ones for both samplers), so the timed trials measure the cost per trial of a long
 study without running N sampler calls first.
@@ -42,6 +47,27 @@ def _objective(shift: np.ndarray, scale: float, held_lr: float | None = None) ->
     return objective
 
 
+def _two_objectives(shift: np.ndarray, scale: float) -> Any:
+    loss = _objective(shift, scale)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        value = loss(trial)
+        cost = sum(trial.params[f"x{i}"] for i in range(5)) + 0.5 * trial.params["layers"]
+        return value, cost
+
+    return objective
+
+
+def _create(
+    n_objectives: int, sampler: optuna.samplers.BaseSampler, **kwargs: Any
+) -> optuna.Study:
+    if n_objectives == 1:
+        return optuna.create_study(sampler=sampler, **kwargs)
+    study = optuna.create_study(directions=["minimize"] * 2, sampler=sampler, **kwargs)
+    study.set_metric_names(["loss", "cost"])
+    return study
+
+
 def _timed(sampler: optuna.samplers.BaseSampler) -> tuple[optuna.samplers.BaseSampler, list]:
     seconds: list[float] = []
     original = sampler.sample_relative
@@ -57,11 +83,13 @@ def _timed(sampler: optuna.samplers.BaseSampler) -> tuple[optuna.samplers.BaseSa
     return sampler, seconds
 
 
-def _history(target: Any, n: int, seed: int) -> list[optuna.trial.FrozenTrial]:
+def _history(
+    target: Any, n: int, seed: int, n_objectives: int = 1
+) -> list[optuna.trial.FrozenTrial]:
     """``n`` completed trials of ``target`` at random configurations."""
     if n == 0:
         return []
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    study = _create(n_objectives, optuna.samplers.RandomSampler(seed=seed))
     study.optimize(target, n_trials=n)
     return study.trials
 
@@ -74,6 +102,7 @@ def run(
     grown: bool = False,
     target_history: int = 0,
     with_gp: bool = True,
+    n_objectives: int = 1,
 ) -> dict[str, float]:
     from optuna_metabo import MetaBOSampler
 
@@ -83,23 +112,29 @@ def run(
     for i in range(n_priors):
         shift = rng.uniform(-0.1, 0.1, size=6)
         name = f"prior-{i}"
-        prior = optuna.create_study(
-            storage=storage, study_name=name, sampler=optuna.samplers.TPESampler(seed=i)
-        )
+        tpe = optuna.samplers.TPESampler(seed=i)
+        prior = _create(n_objectives, tpe, storage=storage, study_name=name)
         held = 1e-3 if grown else None
-        prior.optimize(_objective(shift, rng.uniform(0.5, 2.0), held), n_trials=prior_trials)
+        scale = rng.uniform(0.5, 2.0)
+        objective = (
+            _objective(shift, scale, held) if n_objectives == 1 else _two_objectives(shift, scale)
+        )
+        prior.optimize(objective, n_trials=prior_trials)
         names.append(name)
-    target = _objective(rng.uniform(-0.1, 0.1, size=6), 1.0)
+    target_shift = rng.uniform(-0.1, 0.1, size=6)
+    target = (
+        _objective(target_shift, 1.0) if n_objectives == 1 else _two_objectives(target_shift, 1.0)
+    )
     result = {}
     samplers: dict[str, optuna.samplers.BaseSampler] = {
         "metabo": MetaBOSampler(names, prior_storage=storage, seed=seed)
     }
     if with_gp:
         samplers["gp"] = optuna.samplers.GPSampler(seed=seed)
-    history = _history(target, target_history, seed)
+    history = _history(target, target_history, seed, n_objectives)
     for label, sampler in samplers.items():
         timed, seconds = _timed(sampler)
-        study = optuna.create_study(sampler=timed)
+        study = _create(n_objectives, timed)
         study.add_trials(history)
         study.optimize(target, n_trials=budget)
         result[label] = statistics.median(seconds[-max(1, budget // 2) :])
@@ -125,6 +160,9 @@ def main() -> None:
         help="completed random trials in the target study before the timed ones",
     )
     parser.add_argument("--no-gp", action="store_true", help="time MetaBOSampler alone")
+    parser.add_argument(
+        "--objectives", type=int, choices=(1, 2), default=1, help="objectives per study"
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = [
@@ -136,6 +174,7 @@ def main() -> None:
             args.grown,
             args.target_history,
             not args.no_gp,
+            args.objectives,
         )
         for s in range(args.seeds)
     ]
