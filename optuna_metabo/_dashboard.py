@@ -1,4 +1,4 @@
-"""``DashboardCallback``: what MetaBOSampler transferred, as a study note and three plots.
+"""``DashboardCallback``: what MetaBOSampler transferred, as a study note and plots.
 
 An Optuna study callback: ``study.optimize(objective, callbacks=[DashboardCallback()])``. It
 writes only to the target study (study system attributes, through
@@ -12,9 +12,14 @@ a prior study. Writing is throttled so that it does not slow the study down noti
   ``(1 - max_overhead) / max_overhead`` times what that refresh cost, which caps the share of
   wall time spent on the dashboard at ``max_overhead``.
 
-The slice plot uses the very GP that chose the sampler's latest trial (no refit, no second
-factorization). optuna-dashboard and plotly are imported lazily; when either is missing, the
-callback logs once at debug level and does nothing. Any error while writing is logged once as
+A single-objective study gets the task similarity, slices through the incumbent and the
+target history; the slice plot uses the very GP that chose the sampler's latest trial (no
+refit, no second factorization), so it is left out where that GP has no single posterior
+(with constraints). A multi-objective study gets the task similarity and its Pareto front over
+the prior studies' fronts (see ``_pareto_plot``), and the note says how each prior's metrics
+were matched to the target's objectives and constraints. optuna-dashboard and plotly are
+imported lazily; when either is missing, the callback logs once at debug level and does
+nothing. Any error while writing is logged once as
 a warning and never reaches the study.
 """
 
@@ -33,7 +38,11 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_metabo._outputs import trial_constraints
+from optuna_metabo._pareto_plot import pareto_figure
+from optuna_metabo._pareto_plot import pareto_front
 from optuna_metabo._plots import history_figure
+from optuna_metabo._plots import is_feasible
 from optuna_metabo._plots import ModelView
 from optuna_metabo._plots import sign_of
 from optuna_metabo._plots import similarity_figure
@@ -57,6 +66,7 @@ _logger = logging.getLogger(__name__)
 PLOT_ID_SIMILARITY = "metabo-task-similarity"
 PLOT_ID_SLICES = "metabo-slices"  # A second figure, if any, gets the suffix "-2".
 PLOT_ID_HISTORY = "metabo-history"
+PLOT_ID_PARETO = "metabo-pareto-front"
 NOTE_TITLE = "MetaBOSampler: transfer from prior studies"
 _SIMILARITY_TOLERANCE = 0.05
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -164,7 +174,7 @@ class DashboardCallback:
         similarity = {k: float(v) for k, v in summary["task_similarity"].items()}
         self._similarity_history.append((trial.number, similarity))
         finished = study.get_trials(deepcopy=False, states=_FINISHED)
-        completed = [t for t in finished if _completed_with_a_value(t)]
+        completed = [t for t in finished if _completed_with_values(t)]
         note_due, plots_due = self._due(len(completed), summary, similarity, start)
         if not note_due:
             return
@@ -172,9 +182,17 @@ class DashboardCallback:
             self._last_plot_n = len(completed)
         save_note, save_plot = api
         try:
-            best = _best(completed, study.direction)
-            sources = _source_counts(finished)
-            note = transfer_note(summary, len(completed), trial.number, sources, best)
+            multi_objective = len(study.directions) > 1
+            constrained = any(trial_constraints(t.system_attrs) for t in completed)
+            note = transfer_note(
+                summary,
+                len(completed),
+                trial.number,
+                _source_counts(finished),
+                None if multi_objective else _best(completed, study.direction),
+                pareto_front(completed, study.directions) if multi_objective else None,
+                sum(is_feasible(t) for t in completed) if constrained else None,
+            )
             save_note(study, note)
             self.n_notes += 1
             if plots_due:
@@ -217,6 +235,10 @@ class DashboardCallback:
     ) -> None:
         figure = similarity_figure(summary, self._similarity_history)
         save_plot(study, figure, graph_object_id=PLOT_ID_SIMILARITY)
+        if len(study.directions) > 1:
+            figure = pareto_figure(study, completed, sampler.prior_fronts(study))
+            save_plot(study, figure, graph_object_id=PLOT_ID_PARETO)
+            return
         save_plot(study, history_figure(study), graph_object_id=PLOT_ID_HISTORY)
         try:
             slices = _slice_figures(study, sampler._latest, completed)
@@ -243,9 +265,9 @@ def _slice_figures(
     return slice_figures(view, space, proposal.x, trial_number, completed)
 
 
-def _completed_with_a_value(trial: FrozenTrial) -> bool:
+def _completed_with_values(trial: FrozenTrial) -> bool:
     complete = trial.state == TrialState.COMPLETE and bool(trial.values)
-    return complete and math.isfinite(trial.values[0])
+    return complete and all(math.isfinite(v) for v in trial.values)
 
 
 def _note_key(summary: Mapping[str, Any]) -> str:
@@ -261,10 +283,12 @@ def _moved(before: Mapping[str, float], after: Mapping[str, float]) -> bool:
 
 
 def _best(completed: Sequence[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
-    if not completed:
+    """The best feasible trial of a single-objective study, if any."""
+    feasible = [t for t in completed if is_feasible(t)]
+    if not feasible:
         return None
     sign = sign_of(direction)
-    return min(completed, key=lambda t: sign * float(t.values[0]))
+    return min(feasible, key=lambda t: sign * float(t.values[0]))
 
 
 def _source_counts(finished: Sequence[FrozenTrial]) -> dict[str, int]:
@@ -286,18 +310,23 @@ def _md(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------- the note
-_PLOTS_SECTION = [
-    "",
-    "### Plots",
-    "",
-    "- *Task similarity*: the table above as bars, and how it changed over trials.",
+_PLOT_SIMILARITY = "- *Task similarity*: the table above as bars, and how it changed over trials."
+_PLOT_SLICES = (
     "- *Slices through the incumbent*: for the latest proposal, the posterior mean ±2σ and "
     "the log expected improvement (floored 30 below its maximum) along each parameter, "
-    "others fixed at the best trial.",
+    "others fixed at the best trial."
+)
+_PLOT_HISTORY = (
     "- *Target history*: observed values by source, the best so far and the model's "
     f"prediction ±2σ; early `{SOURCE_PRIOR_DESIGN}` trials near the final best mean the priors "
-    "helped.",
-]
+    "helped."
+)
+_PLOT_INFEASIBLE = " Crosses: trials that violate a constraint."
+_PLOT_PARETO = (
+    "- *Pareto front*: the target's trials by source, its non-dominated feasible trials "
+    "ringed, and each prior study's front faded behind (with more than two objectives, the "
+    "first two; the hover text lists all)."
+)
 
 
 def transfer_note(
@@ -306,6 +335,8 @@ def transfer_note(
     trial_number: int,
     sources: Mapping[str, int],
     best: FrozenTrial | None,
+    front: Sequence[FrozenTrial] | None = None,
+    n_feasible: int | None = None,
 ) -> str:
     """The study note: what was transferred from which prior study, in Markdown.
 
@@ -314,26 +345,73 @@ def transfer_note(
         n_completed: Completed target trials so far.
         trial_number: The trial after which the note was written.
         sources: Number of finished trials by ``metabo:source``.
-        best: The incumbent target trial, if any.
+        best: The incumbent target trial of a single-objective study, if any.
+        front: The non-dominated feasible trials of a multi-objective study; None for a
+            single-objective one.
+        n_feasible: How many completed trials satisfy every constraint; None without
+            constraints.
     """
     used = list(summary.get("used", []))
     skipped = list(summary.get("skipped", []))
     similarity = dict(summary.get("task_similarity", {}))
     lines = [f"## {NOTE_TITLE}", ""]
-    lines += _status_lines(n_completed, trial_number, sources, best)
+    lines += _status_lines(n_completed, trial_number, sources, best, front, n_feasible)
+    lines += _output_lines(summary, used)
     lines += _used_lines(used, similarity) + _parameter_differences(used)
     lines += _skipped_lines(skipped) + _similarity_lines(similarity)
-    return "\n".join(lines + _PLOTS_SECTION) + "\n"
+    lines += _plot_lines(front is not None, n_feasible is not None)
+    return "\n".join(lines) + "\n"
 
 
 def _status_lines(
-    n_completed: int, trial_number: int, sources: Mapping[str, int], best: FrozenTrial | None
+    n_completed: int,
+    trial_number: int,
+    sources: Mapping[str, int],
+    best: FrozenTrial | None,
+    front: Sequence[FrozenTrial] | None,
+    n_feasible: int | None,
 ) -> list[str]:
     status = f"Refreshed after trial #{trial_number}, with {n_completed} completed trials"
+    if n_feasible is not None:
+        status += f" ({n_feasible} feasible)"
     if best is not None:
         status += f"; best value so far {_fmt(best.values[0], 6)} (trial #{best.number})"
+    if front:
+        numbers = ", ".join(f"#{t.number}" for t in front)
+        status += f"; {len(front)} on the Pareto front ({numbers})"
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(sources.items())) or "none yet"
     return [status + ".", "", f"Finished trials by `{USER_ATTR_SOURCE}`: {counts}.", ""]
+
+
+def _output_lines(summary: Mapping[str, Any], used: list[Mapping[str, Any]]) -> list[str]:
+    """With several objectives or constraints: the target's outputs and how each used prior's
+    metrics were matched to them."""
+    if "objectives" not in summary:
+        return []
+    objectives = ", ".join(f"`{_md(str(o))}`" for o in summary["objectives"])
+    constraints = ", ".join(f"`{_md(str(c))}`" for c in summary.get("constraints", []))
+    lines = [
+        "### Objectives and constraints",
+        "",
+        f"Target objectives: {objectives}; constraints: {constraints or 'none'}.",
+        "",
+    ]
+    if used:
+        lines += ["How each prior study's metrics were matched (target <- prior):", ""]
+        lines += [f"- **{_md(u['study_name'])}**: {_md(str(u.get('outputs', '')))}" for u in used]
+        lines.append("")
+    return lines
+
+
+def _plot_lines(multi_objective: bool, constrained: bool) -> list[str]:
+    """The plots section: what each plot written for this kind of study shows."""
+    if multi_objective:
+        plots = [_PLOT_SIMILARITY, _PLOT_PARETO]
+    elif constrained:  # No slices: the GP behind a constrained proposal has no single view.
+        plots = [_PLOT_SIMILARITY, _PLOT_HISTORY + _PLOT_INFEASIBLE]
+    else:
+        plots = [_PLOT_SIMILARITY, _PLOT_SLICES, _PLOT_HISTORY]
+    return ["", "### Plots", "", *plots]
 
 
 def _used_lines(used: list[Mapping[str, Any]], similarity: Mapping[str, float]) -> list[str]:

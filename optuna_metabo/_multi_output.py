@@ -34,6 +34,7 @@ from optuna_metabo._optimize import AcquisitionFunction
 from optuna_metabo._optimize import optimize_acquisition
 from optuna_metabo._optimize import rows_not_in
 from optuna_metabo._output_transform import affine_back
+from optuna_metabo._output_transform import IDENTITY
 from optuna_metabo._pareto import hypervolume
 from optuna_metabo._pareto import nondominated_boxes
 from optuna_metabo._pareto import nondominated_mask
@@ -57,6 +58,7 @@ from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
 _FRONT_CAP = {3: 24, 4: 10}
 _REFERENCE_MARGIN = 0.1
 _MIN_FEASIBILITY = 0.5
+_N_BEST = 3  # Per objective and prior, among the design candidates besides the front.
 
 
 @dataclass
@@ -90,7 +92,9 @@ class _Fitted:
         model: Its model seen through the search space's conditions.
         target: The target's task index in ``model``.
         data: The training data; None for an uninformed output.
-        raw: Each task's raw values it was fitted on, in task order (the target last).
+        raw: The target's raw values it was fitted on ``(n_k,)``.
+        zero: For a constraint, raw zero (the feasibility bound) in the model's units, the
+            same in every task (see ``_common_scale``).
         rows: Which target trials recorded the output ``(n,)``.
         filled: The training inputs with absent entries filled ``(N, d)``.
         names: The prior tasks' names in task order (empty if the priors were set aside).
@@ -102,9 +106,10 @@ class _Fitted:
     model: PosteriorModel
     target: int
     data: TrainingData | None
-    raw: list[np.ndarray]
+    raw: np.ndarray
     rows: np.ndarray
     filled: np.ndarray
+    zero: float = 0.0
     names: list[str] = field(default_factory=list)
     replaced: bool = False
     similarity: dict[str, float] = field(default_factory=dict)
@@ -120,14 +125,24 @@ class _Fitted:
             return np.zeros(0)
         return self.data.y[self.data.task == self.target]
 
-    def threshold(self, task: int) -> float:
-        """Raw zero (the feasibility bound) in the standardized units of ``task``, as the
-        ``standardize`` transform that constraints always use maps it."""
-        values = self.raw[task]
-        if len(values) == 0:
-            return 0.0
-        std = float(np.std(values))
-        return float(-np.mean(values) / (std if std > 1e-12 else 1.0))
+
+def _common_scale(
+    priors: list[EncodedPrior], y: np.ndarray
+) -> tuple[list[EncodedPrior], np.ndarray, float]:
+    """Scales a constraint's values of every task by one affine map, pooled over all tasks.
+
+    Raw zero, the feasibility bound, then lies at one value in every task; per-task
+    standardization would move it by each task's own mean and spread, which a few target
+    values (often all infeasible, or all feasible) pin down badly.
+
+    Returns:
+        The priors and target values scaled, and where raw zero lies after scaling.
+    """
+    pooled = np.concatenate([p.y for p in priors] + [y])
+    mean, std = float(np.mean(pooled)), float(np.std(pooled))
+    std = std if std > 1e-12 else 1.0
+    scaled = [replace(p, y=(p.y - mean) / std) for p in priors]
+    return scaled, (y - mean) / std, -mean / std
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -153,7 +168,7 @@ def _feasibility(constraints: list[_Fitted], x: np.ndarray, name: str | None) ->
             continue  # This prior did not record the constraint: it says nothing about it.
         task = fitted.target if name is None else fitted.task_of(name)
         mean, std = _moments(fitted, x, task)
-        probability *= ndtr((fitted.threshold(task) - mean) / std)
+        probability *= ndtr((fitted.zero - mean) / std)
     return probability
 
 
@@ -214,12 +229,16 @@ class _PriorPortfolio:
         return np.zeros((0, 0))
 
     def _front(self, name: str, space: SearchSpace) -> np.ndarray:
+        """Prior ``name``'s likely feasible configurations that are non-dominated or among
+        the ``_N_BEST`` best in some objective, under its posterior means."""
         rows = space.snap(np.clip(self._rows(name), 0.0, 1.0))
         if len(rows) == 0:
             return np.zeros((0, space.dim))
-        front = rows[nondominated_mask(self._means(name, rows))]
-        feasible = _feasibility(self.constraints, front, name) >= _MIN_FEASIBILITY
-        return front[feasible] if feasible.any() else front
+        feasible = _feasibility(self.constraints, rows, name) >= _MIN_FEASIBILITY
+        rows = rows[feasible] if feasible.any() else rows
+        means = self._means(name, rows)  # (r, m)
+        best = np.argsort(means, axis=0, kind="stable")[:_N_BEST].reshape(-1)
+        return np.unique(np.concatenate([rows[nondominated_mask(means)], rows[best]]), axis=0)
 
     def scores(self, x: np.ndarray, tried: np.ndarray) -> np.ndarray:
         """The criterion at candidate rows ``x`` ``(c, d)`` given tried rows ``(s, d)``."""
@@ -242,15 +261,15 @@ class MultiOutputEngine:
     """Fits one GP per output and proposes points; each output's fit warm-starts the next.
 
     Args:
-        settings: Knobs of the numeric core (constraints always use ``standardize``, so that
-            raw zero maps to one value in each task's units).
+        settings: Knobs of the numeric core (constraints are scaled jointly over their tasks,
+            see ``_common_scale``).
         n_objectives: Number of objectives.
         n_constraints: Number of constraints.
     """
 
     def __init__(self, settings: EngineSettings, n_objectives: int, n_constraints: int) -> None:
         self.settings = settings
-        constraint_settings = replace(settings, output_transform="standardize")
+        constraint_settings = replace(settings, output_transform=IDENTITY)
         self._engines = [ProposalEngine(settings) for _ in range(n_objectives)] + [
             ProposalEngine(constraint_settings) for _ in range(n_constraints)
         ]
@@ -310,26 +329,30 @@ class MultiOutputEngine:
         space: SearchSpace,
     ) -> _Fitted:
         rows = np.isfinite(output.y)
-        x, y = target_x[rows], output.y[rows]
-        if not output.priors and len(y) == 0:
-            return _Fitted(_Uninformed(), 0, None, [y], rows, np.zeros((0, space.dim)))
-        model, data = engine.fit(output.priors, x, y)
+        x, raw = target_x[rows], output.y[rows]
+        if not output.priors and len(raw) == 0:
+            return _Fitted(_Uninformed(), 0, None, raw, rows, np.zeros((0, space.dim)))
+        priors, y, zero = output.priors, raw, 0.0
+        if output.is_constraint:
+            priors, y, zero = _common_scale(priors, raw)
+        model, data = engine.fit(priors, x, y)
         correlations = model.task_correlations()
         fitted = _Fitted(
             model,
             data.n_tasks - 1,
             data,
-            [p.y for p in output.priors] + [y],
+            raw,
             rows,
             model.x.detach().cpu().numpy(),
-            [p.name for p in output.priors],
-            similarity={p.name: float(correlations[i]) for i, p in enumerate(output.priors)},
-            held=held_values(model, output.priors),
+            zero,
+            [p.name for p in priors],
+            similarity={p.name: float(correlations[i]) for i, p in enumerate(priors)},
+            held=held_values(model, priors),
         )
-        alone = engine.target_only_if_better(output.priors, model, data, x, y)
+        alone = engine.target_only_if_better(priors, model, data, x, y)
         if alone is not None:
             model, data = alone
-            fitted = replace(fitted, target=0, data=data, raw=[y], names=[], replaced=True)
+            fitted = replace(fitted, target=0, data=data, names=[], replaced=True)
         if len(pending_x):
             model = model.condition_on(torch.as_tensor(pending_x), fitted.target)
         fitted.model = ConditionalView(model, space)
@@ -348,10 +371,7 @@ class MultiOutputEngine:
         if feasible.any() and len(values):
             front_rows = np.flatnonzero(feasible)[nondominated_mask(values[feasible])]
             objective = self._objective_acquisition(objectives, values, values[front_rows])
-        pofs = [
-            LogProbabilityOfFeasibility(f.model, f.target, f.threshold(f.target))
-            for f in constraints
-        ]
+        pofs = [LogProbabilityOfFeasibility(f.model, f.target, f.zero) for f in constraints]
         if not constraints:
             assert objective is not None
             return objective, front_rows
@@ -408,8 +428,8 @@ class MultiOutputEngine:
         means, stds = [], []
         for fitted in objectives:
             mean, std = _moments(fitted, x[None, :], fitted.target)
-            offset, scale = affine_back(fitted.standardized(), fitted.raw[-1])
-            known = len(fitted.raw[-1]) >= 2
+            offset, scale = affine_back(fitted.standardized(), fitted.raw)
+            known = len(fitted.raw) >= 2
             means.append(offset + scale * float(mean[0]) if known else math.nan)
             stds.append(abs(scale) * float(std[0]) if known else math.nan)
         similarity: dict[str, float] = {}
@@ -438,5 +458,5 @@ def _target_column(fitted: _Fitted) -> np.ndarray:
     """The target's raw values of a constraint for every target trial ``(n,)``; NaN (taken as
     infeasible) where a trial did not record it."""
     column = np.full(len(fitted.rows), np.nan)
-    column[fitted.rows] = fitted.raw[-1]
+    column[fitted.rows] = fitted.raw
     return column

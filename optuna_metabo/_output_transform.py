@@ -11,6 +11,8 @@ import numpy as np
 
 
 TRANSFORMS = ("standardize", "copula")
+# Values already on a common scale (constraints, scaled jointly over all tasks) stay as they are.
+IDENTITY = "identity"
 
 
 def transform_task_values(values: np.ndarray, kind: str) -> np.ndarray:
@@ -18,12 +20,12 @@ def transform_task_values(values: np.ndarray, kind: str) -> np.ndarray:
 
     Args:
         values: Raw values, sign-flipped for minimization.
-        kind: ``"standardize"`` (zero mean, unit variance) or ``"copula"`` (ranks mapped through
-            the normal quantile function, robust to outliers and skew).
+        kind: ``"standardize"`` (zero mean, unit variance), ``"copula"`` (ranks mapped through
+            the normal quantile function, robust to outliers and skew) or ``IDENTITY``.
     """
-    if kind not in TRANSFORMS:
+    if kind not in TRANSFORMS and kind != IDENTITY:
         raise ValueError(f"output_transform must be one of {TRANSFORMS}, not {kind!r}.")
-    if len(values) == 0:
+    if len(values) == 0 or kind == IDENTITY:
         return values.astype(float)
     if kind == "copula":
         from scipy.special import ndtri  # SciPy's stats module takes ~0.5 s to import.

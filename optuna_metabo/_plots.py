@@ -1,5 +1,7 @@
 """Figures for optuna-dashboard: task similarity, slices through the incumbent, history.
 
+The Pareto-front figure of a multi-objective target is in ``_pareto_plot``.
+
 Plotly is imported lazily by the callers in ``_dashboard``; nothing here writes to storage.
 """
 
@@ -19,6 +21,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_metabo._outputs import trial_constraints
 from optuna_metabo._trial_attrs import SOURCE_FALLBACK
 from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
 from optuna_metabo._trial_attrs import SOURCE_MODEL
@@ -42,7 +45,7 @@ MAX_SLICE_PARAMS = 8
 SLICE_PARAMS_PER_FIGURE = 4
 SLICE_POINTS = 50
 _LOG_EI_RANGE = 30.0
-_SOURCE_COLORS = {
+SOURCE_COLORS = {
     SOURCE_PRIOR_DESIGN: "#ff7f0e",
     SOURCE_MODEL: "#1f77b4",
     SOURCE_TARGET_MODEL: "#17becf",
@@ -50,10 +53,11 @@ _SOURCE_COLORS = {
     SOURCE_INDEPENDENT: "#9467bd",
     SOURCE_FALLBACK: "#d62728",
 }
+_UNKNOWN_COLOR = "#17becf"
 # A small explicit template: plotly's named templates add ~6 kB of JSON to every figure and cost
 # a deep copy on each build.
 _GRID = {"gridcolor": "#ebf0f8", "zerolinecolor": "#d0d7e2", "linecolor": "#d0d7e2"}
-_TEMPLATE: dict[str, Any] = {
+TEMPLATE: dict[str, Any] = {
     "layout": {
         "paper_bgcolor": "white",
         "plot_bgcolor": "white",
@@ -70,7 +74,7 @@ def sign_of(direction: StudyDirection) -> float:
     return 1.0 if direction == StudyDirection.MINIMIZE else -1.0
 
 
-def _round(values: Any, digits: int = 5) -> list[float | None]:
+def rounded(values: Any, digits: int = 5) -> list[float | None]:
     """Rounds to significant digits and maps non-finite values to None (smaller JSON)."""
     out: list[float | None] = []
     for v in np.asarray(values, dtype=float).reshape(-1):
@@ -284,7 +288,7 @@ def _slice_chunk(
             completed,
             proposed,
         )
-    figure.layout.template = _TEMPLATE
+    figure.layout.template = TEMPLATE
     figure.update_annotations(font_size=11)
     figure.update_xaxes(tickfont_size=9)
     figure.update_yaxes(tickfont_size=9)
@@ -304,7 +308,7 @@ def _line(xs: list[Any], ys: np.ndarray, color: str, name: str) -> Any:
     """A plain line trace of ``ys`` over ``xs``."""
     import plotly.graph_objects as go
 
-    return go.Scatter(x=xs, y=_round(ys), mode="lines", line={"color": color}, name=name)
+    return go.Scatter(x=xs, y=rounded(ys), mode="lines", line={"color": color}, name=name)
 
 
 def _add_slice(
@@ -348,13 +352,13 @@ def _categorical_slice(
 
     posterior = go.Scatter(
         x=xs,
-        y=_round(mean),
-        error_y={"type": "data", "array": _round(2 * std)},
+        y=rounded(mean),
+        error_y={"type": "data", "array": rounded(2 * std)},
         mode="markers",
         marker={"color": "#1f77b4", "size": 9},
         name="posterior mean ±2σ",
     )
-    log_ei = go.Bar(x=xs, y=_round(acq), marker={"color": "#2ca02c"}, name="log EI")
+    log_ei = go.Bar(x=xs, y=rounded(acq), marker={"color": "#2ca02c"}, name="log EI")
     return [(posterior, 0), (log_ei, 1)]
 
 
@@ -366,7 +370,7 @@ def _numerical_slice(
 
     band = go.Scatter(
         x=list(xs) + list(xs)[::-1],
-        y=_round(np.concatenate([mean + 2 * std, (mean - 2 * std)[::-1]])),
+        y=rounded(np.concatenate([mean + 2 * std, (mean - 2 * std)[::-1]])),
         fill="toself",
         mode="lines",
         fillcolor="rgba(31,119,180,0.18)",
@@ -390,7 +394,7 @@ def _observations(name: str, completed: Sequence[FrozenTrial], categorical: bool
         return None
     return go.Scatter(
         x=[str(o[0]) if categorical else o[0] for o in obs],
-        y=_round([o[1] for o in obs]),
+        y=rounded([o[1] for o in obs]),
         text=[f"trial #{o[2]}" for o in obs],
         mode="markers",
         marker={"color": "black", "size": 6},
@@ -404,7 +408,7 @@ def _proposed_marker(value: Any, acq: np.ndarray, categorical: bool) -> Any:
 
     return go.Scatter(
         x=[str(value) if categorical else value],
-        y=[_round(np.max(acq))[0]] if len(acq) else [None],
+        y=[rounded(np.max(acq))[0]] if len(acq) else [None],
         mode="markers",
         marker={"color": "#d62728", "size": 11, "symbol": "x"},
         name="proposed value",
@@ -435,7 +439,7 @@ def similarity_figure(
     )
     figure.add_trace(
         go.Bar(
-            x=_round([similarity[n] for n in names], 3),
+            x=rounded([similarity[n] for n in names], 3),
             y=names,
             orientation="h",
             marker={"color": ["#2ca02c" if similarity[n] >= 0 else "#d62728" for n in names]},
@@ -456,7 +460,7 @@ def similarity_figure(
         figure.add_trace(
             go.Scatter(
                 x=[p[0] for p in points],
-                y=_round([p[1] for p in points], 3),
+                y=rounded([p[1] for p in points], 3),
                 mode="lines+markers",
                 name=name,
             ),
@@ -467,7 +471,7 @@ def similarity_figure(
     figure.update_yaxes(automargin=True, tickfont_size=10, row=1, col=1)
     figure.update_xaxes(title_text="trial", row=1, col=2)
     figure.update_yaxes(range=[-1.05, 1.05], row=1, col=2)
-    figure.layout.template = _TEMPLATE
+    figure.layout.template = TEMPLATE
     figure.update_layout(
         title={"text": "Learned similarity of each prior task to the target", "font_size": 13},
         showlegend=False,
@@ -479,21 +483,30 @@ def similarity_figure(
 def history_figure(study: Study) -> Any:
     """Target value against trial by ``metabo:source``, best so far, and predicted ±2σ.
 
+    Trials that violate a constraint are crosses and do not count for the best so far.
+
     Args:
-        study: The target study.
+        study: The target study (single objective).
     """
     import plotly.graph_objects as go
 
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     trials = [t for t in trials if t.values and math.isfinite(t.values[0])]
+    feasible = [t for t in trials if is_feasible(t)]
+    infeasible = [t for t in trials if not is_feasible(t)]
     figure = go.Figure()
     predictions = _predictions(trials)
     if predictions is not None:
         figure.add_trace(predictions)
-    figure.add_trace(_best_so_far(trials, sign_of(study.direction)))
-    for trace in _values_by_source(trials):
+    figure.add_trace(_best_so_far(feasible, sign_of(study.direction)))
+    for trace in source_traces(
+        feasible, [t.number for t in feasible], [t.values[0] for t in feasible]
+    ):
         figure.add_trace(trace)
-    figure.layout.template = _TEMPLATE
+    if infeasible:
+        xs, ys = [t.number for t in infeasible], [t.values[0] for t in infeasible]
+        figure.add_trace(infeasible_trace(infeasible, xs, ys))
+    figure.layout.template = TEMPLATE
     figure.update_layout(
         title={
             "text": "Target history by source, best so far, predicted ±2σ",
@@ -519,10 +532,10 @@ def _predictions(trials: Sequence[FrozenTrial]) -> Any | None:
     stds = [t.user_attrs.get(USER_ATTR_PREDICTED_STD) for t in predicted]
     return go.Scatter(
         x=[t.number for t in predicted],
-        y=_round([t.user_attrs[USER_ATTR_PREDICTED_MEAN] for t in predicted]),
+        y=rounded([t.user_attrs[USER_ATTR_PREDICTED_MEAN] for t in predicted]),
         error_y={
             "type": "data",
-            "array": _round([2 * s if isinstance(s, float) else 0.0 for s in stds]),
+            "array": rounded([2 * s if isinstance(s, float) else 0.0 for s in stds]),
             "color": "#aaaaaa",
         },
         mode="markers",
@@ -542,28 +555,94 @@ def _best_so_far(trials: Sequence[FrozenTrial], sign: float) -> Any:
         ys.append(sign * best)
     return go.Scatter(
         x=xs,
-        y=_round(ys),
+        y=rounded(ys),
         mode="lines",
         line={"shape": "hv", "color": "black"},
         name="best so far",
     )
 
 
-def _values_by_source(trials: Sequence[FrozenTrial]) -> list[Any]:
-    """One marker trace of observed values per ``metabo:source``, in the order of ``SOURCES``."""
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Whether every constraint value the trial recorded is at most zero (none: feasible).
+
+    Args:
+        trial: A finished trial.
+    """
+    return all(v <= 0.0 for v in trial_constraints(trial.system_attrs).values())
+
+
+def source_of(trial: FrozenTrial) -> str:
+    """The trial's ``metabo:source``, or ``"unknown"``.
+
+    Args:
+        trial: A trial.
+    """
+    return str(trial.user_attrs.get(USER_ATTR_SOURCE, "unknown"))
+
+
+def source_traces(
+    trials: Sequence[FrozenTrial],
+    xs: Sequence[Any],
+    ys: Sequence[float],
+    hover: Sequence[str] | None = None,
+) -> list[Any]:
+    """One marker trace per ``metabo:source``, in the order of ``SOURCES``.
+
+    Args:
+        trials: The trials.
+        xs: Each trial's x coordinate.
+        ys: Each trial's y coordinate.
+        hover: Each trial's hover text, if any.
+    """
     import plotly.graph_objects as go
 
-    by_source: dict[str, list[FrozenTrial]] = {}
-    for t in trials:
-        by_source.setdefault(str(t.user_attrs.get(USER_ATTR_SOURCE, "unknown")), []).append(t)
+    by_source: dict[str, list[int]] = {}
+    for i, t in enumerate(trials):
+        by_source.setdefault(source_of(t), []).append(i)
     order = sorted(by_source, key=lambda s: SOURCES.index(s) if s in SOURCES else len(SOURCES))
-    return [
-        go.Scatter(
-            x=[t.number for t in by_source[source]],
-            y=_round([t.values[0] for t in by_source[source]]),
+    traces = []
+    for source in order:
+        rows = by_source[source]
+        trace = go.Scatter(
+            x=[xs[i] for i in rows],
+            y=rounded([ys[i] for i in rows]),
             mode="markers",
-            marker={"color": _SOURCE_COLORS.get(source, "#17becf"), "size": 9},
+            marker={"color": SOURCE_COLORS.get(source, _UNKNOWN_COLOR), "size": 9},
             name=source,
         )
-        for source in order
-    ]
+        if hover is not None:
+            trace.text = [hover[i] for i in rows]
+        traces.append(trace)
+    return traces
+
+
+def infeasible_trace(
+    trials: Sequence[FrozenTrial],
+    xs: Sequence[Any],
+    ys: Sequence[float],
+    hover: Sequence[str] | None = None,
+) -> Any:
+    """Trials that violate a constraint, as crosses in the colour of their source.
+
+    Args:
+        trials: The infeasible trials.
+        xs: Each trial's x coordinate.
+        ys: Each trial's y coordinate.
+        hover: Each trial's hover text; by default its number and source.
+    """
+    import plotly.graph_objects as go
+
+    if hover is None:
+        hover = [f"trial #{t.number} ({source_of(t)})" for t in trials]
+    return go.Scatter(
+        x=list(xs),
+        y=rounded(ys),
+        text=list(hover),
+        mode="markers",
+        marker={
+            "color": [SOURCE_COLORS.get(source_of(t), _UNKNOWN_COLOR) for t in trials],
+            "symbol": "x",
+            "size": 10,
+        },
+        name="infeasible",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+import dataclasses
 import datetime
 import json
 import logging
@@ -307,7 +308,7 @@ class MetaBOSampler(BaseSampler):
     ) -> dict[str, Any]:
         completed, running = _target_trials(study, trial)
         space = self._search_space(study, search_space, completed)
-        outputs = _target_outputs(study, completed)
+        outputs = self._target_outputs(study, completed)
         encoded = self._encoded_priors(study, space, outputs)
         if not any(encoded[: outputs.n_objectives]) and len(completed) < self._n_startup_trials:
             params = space.decode(space.sobol_point(trial.number, self._sobol_seed))
@@ -363,6 +364,17 @@ class MetaBOSampler(BaseSampler):
             self._remember_prior_values(trial, _prior_params_at(priors, space, proposal.x))
         self._latest = (trial.number, space, proposal)
         return params
+
+    def _target_outputs(self, study: Study, completed: list[FrozenTrial]) -> TargetOutputs:
+        """The target's outputs. Before any target trial recorded constraints, a sampler with
+        a ``constraints_func`` expects those the prior studies recorded."""
+        outputs = _target_outputs(study, completed)
+        if outputs.constraint_keys or self._constraints_func is None:
+            return outputs
+        keys = constraint_key_order(
+            [k for p in self._load_priors(study)[0] for k in p.constraints]
+        )
+        return dataclasses.replace(outputs, constraint_keys=keys)
 
     def _search_space(
         self,
@@ -671,13 +683,13 @@ def _prediction_attrs(study: Study, proposal: Proposal) -> dict[str, Any]:
     signs = _objective_signs(study)
     if proposal.objective_means is None or len(signs) == 1:
         return {
-            USER_ATTR_PREDICTED_MEAN: signs[0] * proposal.mean,
+            USER_ATTR_PREDICTED_MEAN: float(signs[0] * proposal.mean),
             USER_ATTR_PREDICTED_STD: proposal.std,
         }
     names = study.metric_names or [str(i) for i in range(len(signs))]
     attrs: dict[str, Any] = {}
     for i, name in enumerate(names):
-        attrs[f"{USER_ATTR_PREDICTED_MEAN}:{name}"] = signs[i] * proposal.objective_means[i]
+        attrs[f"{USER_ATTR_PREDICTED_MEAN}:{name}"] = float(signs[i] * proposal.objective_means[i])
         attrs[f"{USER_ATTR_PREDICTED_STD}:{name}"] = proposal.objective_stds[i]  # type: ignore[index]
     return attrs
 
