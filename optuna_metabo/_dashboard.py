@@ -16,11 +16,12 @@ A single-objective study gets the task similarity, slices through the incumbent 
 target history; the slice plot uses the very GP that chose the sampler's latest trial (no
 refit, no second factorization), so it is left out where that GP has no single posterior
 (with constraints). A multi-objective study gets the task similarity and its Pareto front over
-the prior studies' fronts (see ``_pareto_plot``), and the note says how each prior's metrics
-were matched to the target's objectives and constraints. optuna-dashboard and plotly are
-imported lazily; when either is missing, the callback logs once at debug level and does
-nothing. Any error while writing is logged once as
-a warning and never reaches the study.
+the prior studies' fronts (see ``_pareto_plot``). With several objectives or constraints, the
+note says how each prior's metrics were matched to the target's.
+
+optuna-dashboard and plotly are imported lazily; when either is missing, the callback logs
+once at debug level and does nothing. Any error while writing is logged once as a warning and
+never reaches the study.
 """
 
 from __future__ import annotations

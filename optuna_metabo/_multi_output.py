@@ -58,6 +58,7 @@ from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
 _FRONT_CAP = {3: 24, 4: 10}
 _REFERENCE_MARGIN = 0.1
 _MIN_FEASIBILITY = 0.5
+_GUARD_INTERVAL = 3
 _N_BEST = 3  # Per objective and prior, among the design candidates besides the front.
 
 
@@ -268,6 +269,9 @@ class MultiOutputEngine:
     """
 
     def __init__(self, settings: EngineSettings, n_objectives: int, n_constraints: int) -> None:
+        # With one GP per output, the guard's extra fits multiply: each output re-checks it
+        # every few trials instead of every trial.
+        settings = replace(settings, guard_interval=_GUARD_INTERVAL)
         self.settings = settings
         constraint_settings = replace(settings, output_transform=IDENTITY)
         self._engines = [ProposalEngine(settings) for _ in range(n_objectives)] + [

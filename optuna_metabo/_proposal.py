@@ -55,7 +55,11 @@ from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """Knobs of the numeric core; see ``MetaBOSampler`` for their meaning."""
+    """Knobs of the numeric core; see ``MetaBOSampler`` for their meaning.
+
+    ``guard_interval`` is how many target trials a negative-transfer guard decision to keep
+    the priors stands before it is checked again (see ``ProposalEngine.target_only_if_better``).
+    """
 
     rank: int = 1
     output_transform: str = "standardize"
@@ -67,6 +71,7 @@ class EngineSettings:
     device: str = "cpu"
     own_lengthscales: bool = True
     correlation_prior: bool = True
+    guard_interval: int = 1
 
     def model_options(self) -> ModelOptions:
         """The structural choices of the model."""
@@ -399,6 +404,8 @@ class ProposalEngine:
         self.settings = settings
         self._state: Mapping[str, Any] | None = None
         self._target_only_state: Mapping[str, Any] | None = None
+        # The number of target trials at the last guard check that kept the priors.
+        self._kept_at: int | None = None
 
     def fit(
         self,
@@ -515,15 +522,22 @@ class ProposalEngine:
         predicts the target's own trials far worse than a GP on them alone (by more than
         ``_TARGET_ONLY_MARGIN`` nats per trial), and the model phase goes on without the
         priors. Before ``_MIN_TRIALS_FOR_MODEL_CHOICE`` target trials the comparison is too
-        noisy and the ICM is kept.
+        noisy and the ICM is kept. A decision to keep the ICM stands for
+        ``settings.guard_interval`` target trials.
         """
         n_needed = max(_MIN_TRIALS_FOR_MODEL_CHOICE, self.settings.n_prior_design_trials)
         if not priors or len(target_y) < n_needed:
             return None
+        if self._kept_at is not None and 0 <= len(target_y) - self._kept_at < (
+            self.settings.guard_interval
+        ):
+            return None
         alone, alone_data = self.fit_target_only(target_x, target_y)
         gain = alone.loo_log_likelihood(0) - model.loo_log_likelihood(data.n_tasks - 1)
         if gain > _TARGET_ONLY_MARGIN * len(target_y):
+            self._kept_at = None
             return alone, alone_data
+        self._kept_at = len(target_y)
         return None
 
     def _choose(
