@@ -16,4 +16,4 @@ __all__ = [
     "USER_ATTR_PREDICTED_STD",
     "USER_ATTR_SOURCE",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
