@@ -6,6 +6,7 @@ is written."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Sequence
 import json
 import logging
 import math
@@ -26,11 +27,16 @@ import pytest
 
 from optuna_metabo import DashboardCallback
 from optuna_metabo import MetaBOSampler
+from optuna_metabo._dashboard import _best
 from optuna_metabo._dashboard import NOTE_TITLE
 from optuna_metabo._dashboard import PLOT_ID_HISTORY
+from optuna_metabo._dashboard import PLOT_ID_PARETO
 from optuna_metabo._dashboard import PLOT_ID_SIMILARITY
 from optuna_metabo._dashboard import PLOT_ID_SLICES
 from optuna_metabo._dashboard import transfer_note
+from optuna_metabo._pareto_plot import FRONT_NAME
+from optuna_metabo._plots import history_figure
+from optuna_metabo._plots import SOURCE_COLORS
 
 
 pytest.importorskip("optuna_dashboard")
@@ -383,3 +389,203 @@ def test_rejected_dashboard_writes_fail_no_trial(caplog: pytest.LogCaptureFixtur
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
     warnings = [r.getMessage() for r in caplog.records if "optuna-dashboard" in r.getMessage()]
     assert len(warnings) == 1 and "rejected" in warnings[0]
+
+
+# ------------------------------------------------------------------ multi-objective targets
+def _mo_objective(shift: float, n_objectives: int = 2, infeasible: Sequence[int] = ()) -> Any:
+    """A front along ``x``; with ``infeasible``, constraint ``c`` is violated by those trials."""
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        penalty = 2.0 * (trial.suggest_float("z", 0.0, 1.0) - 0.7) ** 2
+        if infeasible:
+            trial.set_constraint("c", 1.0 if trial.number in infeasible else -1.0)
+        values = ((x - shift) ** 2, (x - 1.0 + shift) ** 2, (x - 0.5) ** 2)
+        return tuple(v + penalty for v in values[:n_objectives])
+
+    return objective
+
+
+def run_mo_target(
+    n_objectives: int,
+    names: Sequence[str] | None,
+    infeasible: Sequence[int] = (),
+    n_trials: int = 4,
+) -> optuna.Study:
+    """Two matching priors and one whose metric names differ, then the target with the callback.
+
+    Args:
+        n_objectives: Objectives of every study.
+        names: Metric names of the target and the matching priors, or None.
+        infeasible: Target trials that violate constraint ``c`` (no constraint if empty).
+        n_trials: Target trials.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.InMemoryStorage()
+    for name, metric_names, shift in [
+        ("prior-a", names, 0.1),
+        ("prior-b", names, 0.2),
+        ("prior-other", [f"other{i}" for i in range(n_objectives)], 0.1),
+    ]:
+        prior = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            directions=["minimize"] * n_objectives,
+            sampler=optuna.samplers.RandomSampler(seed=1),
+        )
+        if metric_names is not None:
+            prior.set_metric_names(list(metric_names))
+        prior.optimize(_mo_objective(shift, n_objectives), n_trials=10)
+    sampler = MetaBOSampler(prior_storage=storage, seed=0, n_prior_design_trials=2)
+    study = optuna.create_study(
+        storage=storage, directions=["minimize"] * n_objectives, sampler=sampler
+    )
+    if names is not None:
+        study.set_metric_names(list(names))
+    callback = DashboardCallback(every_n_trials=1, max_overhead=1.0)
+    study.optimize(_mo_objective(0.15, n_objectives, infeasible), n_trials, callbacks=[callback])
+    assert callback.n_plot_refreshes == n_trials  # The plots show every trial.
+    return study
+
+
+def _pareto_traces(study: optuna.Study) -> dict[str, dict[str, Any]]:
+    plots = get_plotly_graph_objects(_system_attrs(study))
+    assert PLOT_ID_SIMILARITY in plots and PLOT_ID_PARETO in plots
+    assert not {PLOT_ID_SLICES, PLOT_ID_HISTORY} & set(plots)  # Single-objective plots.
+    figure = json.loads(plots[PLOT_ID_PARETO])
+    traces = {t["name"]: t for t in figure["data"]}
+    assert len(traces) == len(figure["data"])
+    return {**traces, "layout": figure["layout"]}
+
+
+def _trial_numbers(trace: dict[str, Any]) -> list[int]:
+    return [int(text.split("#")[1].split(" ")[0]) for text in trace["text"]]
+
+
+@pytest.mark.slow
+def test_pareto_plot_and_note_of_a_two_objective_target() -> None:
+    study = run_mo_target(2, ["a", "b"])
+    traces = _pareto_traces(study)
+    names = list(traces)
+    fronts = study.sampler.prior_fronts(study)
+    assert set(fronts) == {"prior-a", "prior-b"}
+    for prior in ("prior-a", "prior-b"):  # Faded, behind the target's trials.
+        trace = traces[f"{prior} (prior front)"]
+        assert trace["opacity"] < 0.5 and trace["mode"] == "lines+markers"
+        assert len(trace["x"]) == len(fronts[prior])
+        assert names.index(f"{prior} (prior front)") < names.index("prior_design")
+    assert not any("prior-other" in n for n in names)
+    sources = [t.user_attrs["metabo:source"] for t in study.trials]
+    assert sources[:2] == ["prior_design"] * 2 and set(sources[2:]) <= {"model", "target_model"}
+    for source in set(sources):
+        trace = traces[source]
+        assert trace["marker"]["color"] == SOURCE_COLORS[source]
+        assert _trial_numbers(trace) == [i for i, s in enumerate(sources) if s == source]
+    front = traces[FRONT_NAME]
+    values = np.array([t.values for t in study.trials])
+    expected = [t.number for t in study.trials if not _dominated(values, t.number)]
+    assert sorted(_trial_numbers(front)) == expected and front["mode"] == "lines+markers"
+    assert "infeasible" not in traces
+    layout = traces["layout"]
+    assert layout["xaxis"]["title"]["text"] == "a (minimize)"
+    assert layout["yaxis"]["title"]["text"] == "b (minimize)"
+    # The per-objective predictions are recorded; the single-objective keys are not.
+    attrs = study.trials[-1].user_attrs
+    assert {"metabo:predicted_mean:a", "metabo:predicted_std:b"} <= set(attrs)
+    assert "metabo:predicted_mean" not in attrs
+    note = get_note(study)
+    assert f"{len(expected)} on the Pareto front" in note and "best value" not in note
+    assert "Target objectives: `a`, `b`; constraints: none." in note
+    assert "- **prior-a**: a <- a, b <- b (by name)" in note
+    assert "- **prior-b**: a <- a, b <- b (by name)" in note
+    skipped = note.split("### Prior studies skipped")[1].split("###")[0]
+    assert "**prior-other**: none of its metrics (other0, other1) matches the target's" in skipped
+    assert "*Pareto front*" in note and "*Slices" not in note
+
+
+def _dominated(values: np.ndarray, i: int) -> bool:
+    """Whether another row of ``values`` (minimized) dominates row ``i``."""
+    others = np.delete(values, i, axis=0)
+    return bool(((others <= values[i]).all(axis=1) & (others < values[i]).any(axis=1)).any())
+
+
+@pytest.mark.slow
+def test_pareto_plot_marks_infeasible_trials() -> None:
+    study = run_mo_target(2, ["a", "b"], infeasible=(1, 3))
+    traces = _pareto_traces(study)
+    infeasible = traces["infeasible"]
+    assert _trial_numbers(infeasible) == [1, 3] and infeasible["marker"]["symbol"] == "x"
+    sources = [t.user_attrs["metabo:source"] for t in study.trials]
+    assert infeasible["marker"]["color"] == [SOURCE_COLORS[sources[1]], SOURCE_COLORS[sources[3]]]
+    by_source = [n for s in set(sources) if s in traces for n in _trial_numbers(traces[s])]
+    assert sorted(by_source) == [0, 2]  # Feasible trials only.
+    assert set(_trial_numbers(traces[FRONT_NAME])) <= {0, 2}
+    note = get_note(study)
+    assert "with 4 completed trials (2 feasible)" in note
+    assert "Target objectives: `a`, `b`; constraints: `c`." in note
+    assert "*Pareto front*" in note
+
+
+@pytest.mark.slow
+def test_three_objective_target_plots_the_first_two(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        study = run_mo_target(3, None, n_trials=3)
+    assert not [r for r in caplog.records if "optuna-dashboard" in r.getMessage()]
+    assert study.trials[-1].user_attrs["metabo:source"] in ("model", "target_model")
+    traces = _pareto_traces(study)
+    layout = traces["layout"]
+    assert layout["xaxis"]["title"]["text"] == "objective 0 (minimize)"
+    assert layout["yaxis"]["title"]["text"] == "objective 1 (minimize)"
+    assert "of 3 objectives" in layout["title"]["text"]
+    assert traces[FRONT_NAME]["mode"] == "markers"  # Not connected in a projection.
+    assert "<br>objective 2: " in traces[FRONT_NAME]["text"][0]
+    assert traces["prior-a (prior front)"]["mode"] == "markers"
+    assert "- **prior-a**: 0 <- 0, 1 <- 1, 2 <- 2 (by position)" in get_note(study)
+
+
+def test_note_of_a_multi_objective_summary_lists_the_matching() -> None:
+    summary = {
+        "used": [
+            {
+                "study_name": "p",
+                "n_trials_used": 5,
+                "n_trials_usable": 5,
+                "n_trials_total": 5,
+                "outputs": "acc <- acc, time <- time, constraint 0 (by name)",
+            }
+        ],
+        "skipped": [{"study_name": "q", "reason": "none of its metrics (loss) matches"}],
+        "task_similarity": {"p": 0.5},
+        "objectives": ["acc", "time"],
+        "constraints": ["0"],
+    }
+    front = [optuna.trial.create_trial(values=v) for v in ([0.9, 3.0], [1.0, 2.0])]
+    front[0].number, front[1].number = 0, 7
+    note = transfer_note(summary, 9, 8, {"model": 9}, None, front, n_feasible=6)
+    assert "with 9 completed trials (6 feasible); 2 on the Pareto front (#0, #7)." in note
+    assert "Target objectives: `acc`, `time`; constraints: `0`." in note
+    assert "- **p**: acc <- acc, time <- time, constraint 0 (by name)" in note
+    assert "- **q**: none of its metrics (loss) matches" in note
+    assert "*Pareto front*" in note and "*Target history*" not in note
+
+
+def test_history_of_a_constrained_target_marks_infeasible_trials() -> None:
+    study = optuna.create_study(direction="maximize")
+    for value, violation in [(1.0, -1.0), (5.0, 2.0), (2.0, 0.0)]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                user_attrs={"metabo:source": "model"},
+                system_attrs={"constraints:c": violation},
+            )
+        )
+    figure = history_figure(study)
+    traces = {t.name: t for t in figure.data}
+    assert list(traces["infeasible"].y) == [5.0] and traces["infeasible"].marker.symbol == "x"
+    assert list(traces["model"].x) == [0, 2]
+    assert list(traces["best so far"].y) == [1.0, 2.0]  # The infeasible 5.0 does not count.
+    completed = study.get_trials()
+    assert _best(completed, study.direction) is completed[2]
+    note = transfer_note({}, 3, 2, {}, completed[2], n_feasible=2)
+    assert "(2 feasible); best value so far 2 (trial #2)" in note
+    assert "Crosses: trials that violate a constraint" in note and "*Slices" not in note
