@@ -44,6 +44,7 @@ class PriorStudy:
         name: The study name.
         params: One parameter dictionary per usable trial.
         values: Objective values ``(n, k)``, sign-flipped per objective so lower is better.
+        signs: The flip of each objective ``(k,)``: ``+1`` minimized, ``-1`` maximized.
         metric_names: The study's metric names, or None where it set none.
         constraints: Constraint values ``(n,)`` by key (at most zero is feasible); NaN for a
             trial that did not record that constraint.
@@ -54,6 +55,7 @@ class PriorStudy:
     name: str
     params: list[dict[str, Any]]
     values: np.ndarray
+    signs: np.ndarray
     metric_names: tuple[str, ...] | None
     constraints: dict[str, np.ndarray]
     n_total: int

@@ -227,4 +227,6 @@ def usable_trials(
     keys = constraint_key_order([k for c in constraints for k in c])
     by_key = {k: np.array([c.get(k, math.nan) for c in constraints]) for k in keys}
     names = tuple(metric_names) if metric_names is not None else None
-    return PriorStudy(name, params, np.array(values), names, by_key, len(trials), distributions)
+    return PriorStudy(
+        name, params, np.array(values), signs, names, by_key, len(trials), distributions
+    )

@@ -285,21 +285,22 @@ class MetaBOSampler(BaseSampler):
 
         Returns:
             By prior study name, its non-dominated trials' values ``(n, k)`` for the target's
-            objectives, in the target's order and units (as the prior recorded them).
+            objectives, in the target's order, as the prior recorded them (non-dominated in the
+            prior's own directions).
         """
         from optuna_metabo._pareto import nondominated_mask
 
         completed, _ = _target_trials(study, None)
         outputs = _target_outputs(study, completed)
-        signs = _objective_signs(study)
         fronts: dict[str, np.ndarray] = {}
         for prior in self._load_priors(study)[0]:
             match = match_outputs(prior, outputs)
             if isinstance(match, SkippedPrior) or None in match.columns:
                 continue
-            lower_is_better = prior.values[:, [int(c) for c in match.columns if c is not None]]
+            columns = [int(c) for c in match.columns if c is not None]
+            lower_is_better = prior.values[:, columns]  # (n, k), in the prior's directions
             front = lower_is_better[nondominated_mask(lower_is_better)]
-            fronts[prior.name] = front * signs  # Back to the target's directions.
+            fronts[prior.name] = front * prior.signs[columns]  # As the prior recorded them.
         return fronts
 
     # ---------------------------------------------------------------------------- internals

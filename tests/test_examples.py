@@ -28,6 +28,7 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 import torch  # noqa: E402
 
+from examples import accuracy_vs_time  # noqa: E402
 from examples import build_history  # noqa: E402
 from examples import digits_family  # noqa: E402
 from examples import families  # noqa: E402
@@ -415,3 +416,28 @@ def test_scripts_help(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--datasets" in result.stdout and "--device" in result.stdout
+
+
+@pytest.mark.slow
+def test_accuracy_vs_time_transfers_two_objectives_and_a_constraint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = accuracy_vs_time.main(
+        ["--storage", storage, "--n-prior-trials", "4", "--n-trials", "3", "--max-epochs", "1",
+         "--max-parameters", "15000"]
+    )  # fmt: skip
+    assert study.metric_names == ["accuracy", "seconds"]
+    assert sorted(optuna.get_all_study_names(storage)) == [
+        "mo-digits-0to4", "mo-digits-5to9", study.study_name
+    ]  # fmt: skip
+    # The history's Pareto fronts come first (model trials once they run out).
+    assert study.trials[0].user_attrs["metabo:source"] == "prior_design"
+    for trial in study.trials:
+        (constraint,) = trial.system_attrs["constraints"]
+        assert constraint == trial.user_attrs["n_parameters"] - 15000
+    summary = study.sampler.prior_summary()
+    assert [u["outputs"] for u in summary["used"]] == [
+        "accuracy <- accuracy, seconds <- seconds, constraint 0 (by name)"
+    ] * 2
+    assert "Pareto front of" in capsys.readouterr().out

@@ -245,3 +245,16 @@ def test_constraints_set_in_the_objective_are_used_without_constraints_func() ->
     study.optimize(objective, n_trials=5)
     assert study.sampler.prior_summary()["constraints"] == ["memory"]
     assert USER_ATTR_FEASIBILITY in study.trials[-1].user_attrs
+
+
+def test_prior_fronts_are_non_dominated_in_the_priors_directions_and_recorded_units() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    prior = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    prior.set_metric_names(["a", "b"])
+    for a, b in [(1.0, 1.0), (2.0, 2.0), (0.5, 3.0)]:  # (0.5, 3) is dominated when a is maximized
+        trial = prior.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        prior.tell(trial, [a, b])
+    study = _target(MetaBOSampler(prior_storage=storage, seed=0), n_trials=1)
+    (front,) = study.sampler.prior_fronts(study).values()
+    assert sorted(map(tuple, front)) == [(1.0, 1.0), (2.0, 2.0)]

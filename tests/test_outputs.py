@@ -23,7 +23,8 @@ def _study(
 ) -> PriorStudy:
     params = [{"x": 0.1 * i} for i in range(len(values))]
     recorded = {k: np.array(v) for k, v in (constraints or {}).items()}
-    return PriorStudy(name, params, np.array(values), metric_names, recorded, len(values))
+    y = np.array(values)
+    return PriorStudy(name, params, y, np.ones(y.shape[1]), metric_names, recorded, len(y))
 
 
 def test_named_metrics_match_by_name_in_any_order() -> None:

@@ -482,12 +482,15 @@ def _report(
     metric: str,
 ) -> None:
     """Stores the history and the best epoch's metrics on ``trial``, reports this epoch's
-    ``metric`` and prunes the trial if its pruner says so."""
+    ``metric`` and prunes the trial if its pruner says so (single-objective studies only:
+    Optuna has no intermediate values with several objectives)."""
     trial.set_user_attr("history", history)
     trial.set_user_attr("learning_rates", [record["lr"] for record in history])
     trial.set_user_attr("accuracy", history[best_epoch]["accuracy"])
     trial.set_user_attr("f1", history[best_epoch]["f1"])
     value = history[epoch][metric]
+    if len(trial.study.directions) > 1:
+        return
     trial.report(value, step=epoch)
     if trial.should_prune():
         raise optuna.TrialPruned(f"Pruned at epoch {epoch} with {metric}={value:.4f}.")
