@@ -46,6 +46,7 @@ from optuna_metabo._proposal import held_values
 from optuna_metabo._proposal import Proposal
 from optuna_metabo._proposal import ProposalEngine
 from optuna_metabo._proposal import single_thread
+from optuna_metabo._proposal import task_weights
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._trial_attrs import SOURCE_MODEL
 from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
@@ -94,8 +95,6 @@ class _Fitted:
         target: The target's task index in ``model``.
         data: The training data; None for an uninformed output.
         raw: The target's raw values it was fitted on ``(n_k,)``.
-        zero: For a constraint, raw zero (the feasibility bound) in the model's units, the
-            same in every task (see ``_common_scale``).
         rows: Which target trials recorded the output ``(n,)``.
         filled: The training inputs with absent entries filled ``(N, d)``.
         names: The prior tasks' names in task order (empty if the priors were set aside).
@@ -110,7 +109,6 @@ class _Fitted:
     raw: np.ndarray
     rows: np.ndarray
     filled: np.ndarray
-    zero: float = 0.0
     names: list[str] = field(default_factory=list)
     replaced: bool = False
     similarity: dict[str, float] = field(default_factory=dict)
@@ -127,23 +125,22 @@ class _Fitted:
         return self.data.y[self.data.task == self.target]
 
 
-def _common_scale(
+def _zero_preserving_scale(
     priors: list[EncodedPrior], y: np.ndarray
-) -> tuple[list[EncodedPrior], np.ndarray, float]:
-    """Scales a constraint's values of every task by one affine map, pooled over all tasks.
+) -> tuple[list[EncodedPrior], np.ndarray]:
+    """Divides each task's constraint values by their root mean square.
 
-    Raw zero, the feasibility bound, then lies at one value in every task; per-task
-    standardization would move it by each task's own mean and spread, which a few target
-    values (often all infeasible, or all feasible) pin down badly.
-
-    Returns:
-        The priors and target values scaled, and where raw zero lies after scaling.
+    Zero, the feasibility bound, stays zero in every task, while tasks whose values differ in
+    magnitude (a time limit on a fast and a slow task) come to one scale. Per-task
+    standardization would instead move the bound with each task's mean and spread, which a
+    few target values (often all infeasible, or all feasible) pin down badly.
     """
-    pooled = np.concatenate([p.y for p in priors] + [y])
-    mean, std = float(np.mean(pooled)), float(np.std(pooled))
-    std = std if std > 1e-12 else 1.0
-    scaled = [replace(p, y=(p.y - mean) / std) for p in priors]
-    return scaled, (y - mean) / std, -mean / std
+
+    def scaled(values: np.ndarray) -> np.ndarray:
+        rms = float(np.sqrt(np.mean(values**2))) if len(values) else 1.0
+        return values / (rms if rms > 1e-12 else 1.0)
+
+    return [replace(p, y=scaled(p.y)) for p in priors], scaled(y)
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -169,7 +166,7 @@ def _feasibility(constraints: list[_Fitted], x: np.ndarray, name: str | None) ->
             continue  # This prior did not record the constraint: it says nothing about it.
         task = fitted.target if name is None else fitted.task_of(name)
         mean, std = _moments(fitted, x, task)
-        probability *= ndtr((fitted.zero - mean) / std)
+        probability *= ndtr(-mean / std)
     return probability
 
 
@@ -241,10 +238,28 @@ class _PriorPortfolio:
         best = np.argsort(means, axis=0, kind="stable")[:_N_BEST].reshape(-1)
         return np.unique(np.concatenate([rows[nondominated_mask(means)], rows[best]]), axis=0)
 
-    def scores(self, x: np.ndarray, tried: np.ndarray) -> np.ndarray:
-        """The criterion at candidate rows ``x`` ``(c, d)`` given tried rows ``(s, d)``."""
+    def weights(self, target_x: np.ndarray) -> np.ndarray:
+        """How likely each prior task is to rank the target's results as the target did, on
+        every objective at once (the product of ``task_weights`` over objectives): ``(P,)``."""
+        log_weight = np.zeros(len(self.names))
+        for k, fitted in enumerate(self.objectives):
+            if len(fitted.standardized()) != len(target_x) or not len(target_x):
+                continue
+            means = np.stack([self._means(n, target_x)[:, k] for n in self.names], axis=1)
+            log_weight += np.log(task_weights(means, fitted.standardized()))
+        weight = np.exp(log_weight - log_weight.max())
+        return weight / weight.sum()
+
+    def scores(self, x: np.ndarray, tried: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The criterion at candidate rows ``x`` ``(c, d)``.
+
+        Args:
+            x: Candidate rows.
+            tried: The target's completed and running rows ``(s, d)``.
+            weights: Weight of each prior task ``(P,)`` (see ``weights``).
+        """
         total = np.zeros(len(x))
-        for name in self.names:
+        for name, weight in zip(self.names, weights):
             own = self._means(name, self._rows(name))
             reference = _reference(own)
             scale = max(hypervolume(own, reference), 1e-12)
@@ -254,16 +269,16 @@ class _PriorPortfolio:
             gains = np.array(
                 [hypervolume(np.vstack([base_points, m[None]]), reference) - base for m in means]
             )
-            total += _feasibility(self.constraints, x, name) * gains / scale
-        return total / max(len(self.names), 1)
+            total += weight * _feasibility(self.constraints, x, name) * gains / scale
+        return total
 
 
 class MultiOutputEngine:
     """Fits one GP per output and proposes points; each output's fit warm-starts the next.
 
     Args:
-        settings: Knobs of the numeric core (constraints are scaled jointly over their tasks,
-            see ``_common_scale``).
+        settings: Knobs of the numeric core (constraints are scaled so that zero stays the
+            feasibility bound, see ``_zero_preserving_scale``).
         n_objectives: Number of objectives.
         n_constraints: Number of constraints.
     """
@@ -313,7 +328,8 @@ class MultiOutputEngine:
             ]
             design = len(target_x) < self.settings.n_prior_design_trials
             if portfolio.names and design and len(fresh) > n_ahead:
-                scores = portfolio.scores(fresh, np.concatenate([target_x, pending_x]))
+                tried = np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
+                scores = portfolio.scores(fresh, tried, portfolio.weights(target_x))
                 index = int(np.argsort(-scores, kind="stable")[n_ahead])
                 x, value, source = fresh[index], float(scores[index]), SOURCE_PRIOR_DESIGN
             else:
@@ -336,9 +352,9 @@ class MultiOutputEngine:
         x, raw = target_x[rows], output.y[rows]
         if not output.priors and len(raw) == 0:
             return _Fitted(_Uninformed(), 0, None, raw, rows, np.zeros((0, space.dim)))
-        priors, y, zero = output.priors, raw, 0.0
+        priors, y = output.priors, raw
         if output.is_constraint:
-            priors, y, zero = _common_scale(priors, raw)
+            priors, y = _zero_preserving_scale(priors, raw)
         model, data = engine.fit(priors, x, y)
         correlations = model.task_correlations()
         fitted = _Fitted(
@@ -348,7 +364,6 @@ class MultiOutputEngine:
             raw,
             rows,
             model.x.detach().cpu().numpy(),
-            zero,
             [p.name for p in priors],
             similarity={p.name: float(correlations[i]) for i, p in enumerate(priors)},
             held=held_values(model, priors),
@@ -375,7 +390,7 @@ class MultiOutputEngine:
         if feasible.any() and len(values):
             front_rows = np.flatnonzero(feasible)[nondominated_mask(values[feasible])]
             objective = self._objective_acquisition(objectives, values, values[front_rows])
-        pofs = [LogProbabilityOfFeasibility(f.model, f.target, f.zero) for f in constraints]
+        pofs = [LogProbabilityOfFeasibility(f.model, f.target, 0.0) for f in constraints]
         if not constraints:
             assert objective is not None
             return objective, front_rows
