@@ -149,7 +149,8 @@ class LogExpectedHypervolumeImprovement:
         moments = [m.posterior(x, t) for m, t in zip(self.models, self.task_indices)]
         mean = torch.stack([m for m, _ in moments], dim=1)[:, None, :]  # (m, 1, k)
         std = torch.sqrt(torch.stack([v for _, v in moments], dim=1))[:, None, :]  # (m, 1, k)
-        terms = _log_expected_shortfall(mean, std, self.lower[None], self.upper[None])
+        lower, upper = self.lower.to(mean)[None], self.upper.to(mean)[None]  # (1, b, k)
+        terms = _log_expected_shortfall(mean, std, lower, upper)  # (m, b, k)
         return torch.logsumexp(terms.sum(dim=2), dim=1)  # (m,)
 
 
@@ -192,7 +193,7 @@ class ConstrainedAcquisition:
         self.constraints = constraints
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        total = self.objective(x) if self.objective is not None else torch.zeros(len(x)).to(x)
-        for constraint in self.constraints:
-            total = total + constraint(x)
-        return total
+        terms = [constraint(x) for constraint in self.constraints]
+        if self.objective is not None:
+            terms.append(self.objective(x))
+        return torch.stack(terms).sum(dim=0)
