@@ -1,4 +1,5 @@
-"""``MetaBOSampler``: the only module that touches ``Study`` and ``FrozenTrial``."""
+"""``MetaBOSampler``: with ``_target_trials``, the only modules that touch ``Study`` and
+``FrozenTrial``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
-import datetime
 import json
 import logging
 import math
@@ -19,7 +19,6 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
 from optuna.storages import BaseStorage
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
@@ -32,7 +31,6 @@ from optuna_metabo._outputs import MAX_OBJECTIVES
 from optuna_metabo._outputs import prior_output_tasks
 from optuna_metabo._outputs import PriorStudy
 from optuna_metabo._outputs import TargetOutputs
-from optuna_metabo._outputs import trial_constraints
 from optuna_metabo._prior_studies import PriorLoader
 from optuna_metabo._prior_studies import PriorSpec
 from optuna_metabo._priors import encode_task
@@ -44,6 +42,14 @@ from optuna_metabo._priors import SkippedPrior
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._target_space import learn_conditions
 from optuna_metabo._target_space import union_search_space
+from optuna_metabo._target_trials import encode_trials
+from optuna_metabo._target_trials import n_constraints_before
+from optuna_metabo._target_trials import n_finished
+from optuna_metabo._target_trials import n_unshared_before
+from optuna_metabo._target_trials import objective_signs
+from optuna_metabo._target_trials import params_of
+from optuna_metabo._target_trials import target_outputs
+from optuna_metabo._target_trials import target_trials
 from optuna_metabo._trial_attrs import SOURCE_FALLBACK
 from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
 from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
@@ -67,7 +73,6 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 _MISSING = object()
-_SHARE_WINDOW_SECONDS = 300.0
 _MAX_CLASH_RETRIES = 2
 _NUMERICAL_ERRORS = (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
@@ -231,7 +236,7 @@ class MetaBOSampler(BaseSampler):
         value = self._prior_values_of(study, trial).get(param_name, _MISSING)
         if value is not _MISSING and _contains(param_distribution, value):
             return value
-        if self._warn_independent_sampling and _n_finished(study) > 0:
+        if self._warn_independent_sampling and n_finished(study) > 0:
             _logger.warning(
                 "Trial %d: parameter %r is outside the relative search space; it is sampled by "
                 "%s.",
@@ -260,7 +265,7 @@ class MetaBOSampler(BaseSampler):
             TrialState.PRUNED,
         ):
             constraints = check_constraint_values(
-                self._constraints_func(trial), trial.number, _n_constraints_before(study)
+                self._constraints_func(trial), trial.number, n_constraints_before(study)
             )
             study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, constraints)
         self._independent_sampler.after_trial(study, trial, state, values)
@@ -290,8 +295,8 @@ class MetaBOSampler(BaseSampler):
         """
         from optuna_metabo._pareto import nondominated_mask
 
-        completed, _ = _target_trials(study, None)
-        outputs = _target_outputs(study, completed)
+        completed, _ = target_trials(study, None)
+        outputs = target_outputs(study, completed)
         fronts: dict[str, np.ndarray] = {}
         for prior in self._load_priors(study)[0]:
             match = match_outputs(prior, outputs)
@@ -307,7 +312,7 @@ class MetaBOSampler(BaseSampler):
     def _suggest(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        completed, running = _target_trials(study, trial)
+        completed, running = target_trials(study, trial)
         space = self._search_space(study, search_space, completed)
         outputs = self._target_outputs(study, completed)
         encoded = self._encoded_priors(study, space, outputs)
@@ -358,8 +363,8 @@ class MetaBOSampler(BaseSampler):
             if proposal.source == SOURCE_PRIOR_DESIGN:
                 params = _exact_prior_values(priors, space, proposal.x, params)
             self._record(study, trial, proposal, params)
-            completed, running = _target_trials(study, trial)
-            if not any(_params_of(t) == params for t in running):
+            completed, running = target_trials(study, trial)
+            if not any(params_of(t) == params for t in running):
                 break
         if proposal.source == SOURCE_PRIOR_DESIGN:
             self._remember_prior_values(trial, _prior_params_at(priors, space, proposal.x))
@@ -369,7 +374,7 @@ class MetaBOSampler(BaseSampler):
     def _target_outputs(self, study: Study, completed: list[FrozenTrial]) -> TargetOutputs:
         """The target's outputs. Before any target trial recorded constraints, a sampler with
         a ``constraints_func`` expects those the prior studies recorded."""
-        outputs = _target_outputs(study, completed)
+        outputs = target_outputs(study, completed)
         if outputs.constraint_keys or self._constraints_func is None:
             return outputs
         keys = constraint_key_order(
@@ -396,7 +401,7 @@ class MetaBOSampler(BaseSampler):
         prior configuration it re-uses. A trial that starts before any target trial finished
         takes all of them from the prior design (``_cold_start_params``).
         """
-        first = trial._trial_id not in self._prior_values and _n_finished(study) == 0
+        first = trial._trial_id not in self._prior_values and n_finished(study) == 0
         if first and self._loader.has_priors:
             return self._cold_start_params(study, trial)
         return self._prior_values.get(trial._trial_id, {})
@@ -501,10 +506,10 @@ class MetaBOSampler(BaseSampler):
         from optuna_metabo._multi_output import MultiOutputEngine
         from optuna_metabo._multi_output import OutputData
 
-        signs = _objective_signs(study)
-        target_x, target_y = _encode_trials(space, completed, signs, outputs.constraint_keys)
-        pending_x, _ = _encode_trials(space, running)
-        n_ahead = _n_unshared_before(running, trial)
+        signs = objective_signs(study)
+        target_x, target_y = encode_trials(space, completed, signs, outputs.constraint_keys)
+        pending_x, _ = encode_trials(space, running)
+        n_ahead = n_unshared_before(running, trial)
         engine = self._engine_for(outputs)
         if isinstance(engine, MultiOutputEngine):
             data = [
@@ -656,32 +661,10 @@ def _check_objectives(study: Study) -> None:
         )
 
 
-def _n_constraints_before(study: Study) -> int | None:
-    """How many values ``constraints_func`` returned for the latest trial that stored them."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED)
-    for trial in reversed(study._get_trials(deepcopy=False, states=states, use_cache=True)):
-        stored = trial.system_attrs.get(CONSTRAINTS_KEY)
-        if isinstance(stored, (list, tuple)):
-            return len(stored)
-    return None
-
-
-def _objective_signs(study: Study) -> np.ndarray:
-    """``+1`` for each minimized objective, ``-1`` for each maximized one: ``(k,)``."""
-    return np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions])
-
-
-def _target_outputs(study: Study, completed: list[FrozenTrial]) -> TargetOutputs:
-    """The target's objectives (with their names) and the constraints its trials recorded."""
-    keys = constraint_key_order([k for t in completed for k in trial_constraints(t.system_attrs)])
-    names = study.metric_names
-    return TargetOutputs(tuple(names) if names else None, len(study.directions), keys)
-
-
 def _prediction_attrs(study: Study, proposal: Proposal) -> dict[str, Any]:
     """The predicted mean and standard deviation in the study's units; with several
     objectives one pair per objective, keyed by metric name (else position)."""
-    signs = _objective_signs(study)
+    signs = objective_signs(study)
     if proposal.objective_means is None or len(signs) == 1:
         return {
             USER_ATTR_PREDICTED_MEAN: float(signs[0] * proposal.mean),
@@ -693,60 +676,6 @@ def _prediction_attrs(study: Study, proposal: Proposal) -> dict[str, Any]:
         attrs[f"{USER_ATTR_PREDICTED_MEAN}:{name}"] = float(signs[i] * proposal.objective_means[i])
         attrs[f"{USER_ATTR_PREDICTED_STD}:{name}"] = proposal.objective_stds[i]  # type: ignore[index]
     return attrs
-
-
-def _n_finished(study: Study) -> int:
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return len(study._get_trials(deepcopy=False, states=states, use_cache=True))
-
-
-def _target_trials(
-    study: Study, trial: FrozenTrial | None
-) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-    trials = study._get_trials(deepcopy=False, states=states, use_cache=False)
-    completed = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.values
-        and len(t.values) == len(study.directions)
-        and all(math.isfinite(v) for v in t.values)
-    ]
-    # Pending: running trials, and waiting ones that hold parameters (a failed trial that
-    # RetryFailedTrialCallback re-queued), which another worker will pop any moment.
-    running = [
-        t
-        for t in trials
-        if (t.state == TrialState.RUNNING or t.state == TrialState.WAITING and t.params)
-        and (trial is None or t.number != trial.number)
-    ]
-    return completed, running
-
-
-def _n_unshared_before(running: list[FrozenTrial], trial: FrozenTrial) -> int:
-    """Running trials that started before ``trial`` (within the last few minutes) and whose
-    sampler has not shared a point yet: they are being proposed right now, by the same
-    deterministic procedure, so ``trial`` takes the next-best point instead of the same one."""
-    now = datetime.datetime.now()
-    return sum(
-        1
-        for t in running
-        if t.number < trial.number
-        and not _params_of(t)
-        and t.datetime_start is not None
-        and (now - t.datetime_start).total_seconds() < _SHARE_WINDOW_SECONDS
-    )
-
-
-def _params_of(trial: FrozenTrial) -> dict[str, Any]:
-    """Parameters of a trial, including those a sampler chose but the objective has not yet
-    suggested (stored as a system attribute so other workers see pending points)."""
-    params = dict(trial.params)
-    stored = trial.system_attrs.get(SYSTEM_ATTR_SHARED_PARAMS)
-    if isinstance(stored, str) and not trial.state.is_finished():
-        params = {**json.loads(stored), **params}
-    return params
 
 
 def _closest_prior_params(priors: list[EncodedPrior], x: np.ndarray) -> dict[str, Any]:
@@ -791,32 +720,6 @@ def _exact_prior_values(
     ):
         return params
     return exact
-
-
-def _encode_trials(
-    space: SearchSpace,
-    trials: list[FrozenTrial],
-    signs: np.ndarray | None = None,
-    constraint_keys: Sequence[str] = (),
-) -> tuple[np.ndarray, np.ndarray]:
-    """Normalized inputs ``(n, d)`` and outputs ``(n, k + c)`` of the trials inside ``space``:
-    objective values times ``signs`` (lower is better), then constraint values (NaN where a
-    trial did not record one). Without ``signs``, no outputs (pending trials)."""
-    rows, outputs = [], []
-    for trial in trials:
-        row = space.encode({**space.fixed_values, **_params_of(trial)})
-        if row is None:
-            continue
-        rows.append(np.clip(row, 0.0, 1.0))
-        if signs is not None:
-            constraints = trial_constraints(trial.system_attrs)
-            recorded = [constraints.get(k, math.nan) for k in constraint_keys]
-            outputs.append(np.concatenate([signs * np.asarray(trial.values), recorded]))
-    x = np.array(rows).reshape(len(rows), space.dim)
-    # A shared branch value that the trial's parent choice switches off is not used.
-    x[space.inactive_mask(np.nan_to_num(x, nan=0.5))] = np.nan
-    n_outputs = 0 if signs is None else len(signs) + len(constraint_keys)
-    return x, np.array(outputs).reshape(len(rows), n_outputs)
 
 
 def _contains(distribution: BaseDistribution, value: Any) -> bool:

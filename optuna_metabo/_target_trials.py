@@ -1,0 +1,136 @@
+"""Reading the target study: its trials, outputs and pending points, as arrays.
+
+Like ``_sampler``, this glue touches ``Study`` and ``FrozenTrial``; the numeric core below it
+sees only the arrays made here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import datetime
+import json
+import math
+from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from optuna_metabo._outputs import constraint_key_order
+from optuna_metabo._outputs import CONSTRAINTS_KEY
+from optuna_metabo._outputs import TargetOutputs
+from optuna_metabo._outputs import trial_constraints
+from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
+
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+
+
+# A running trial without a shared point that started this recently is still being proposed.
+SHARE_WINDOW_SECONDS = 300.0
+
+
+def n_constraints_before(study: Study) -> int | None:
+    """How many values ``constraints_func`` returned for the latest trial that stored them."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    for trial in reversed(study._get_trials(deepcopy=False, states=states, use_cache=True)):
+        stored = trial.system_attrs.get(CONSTRAINTS_KEY)
+        if isinstance(stored, (list, tuple)):
+            return len(stored)
+    return None
+
+
+def objective_signs(study: Study) -> np.ndarray:
+    """``+1`` for each minimized objective, ``-1`` for each maximized one: ``(k,)``."""
+    return np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions])
+
+
+def target_outputs(study: Study, completed: list[FrozenTrial]) -> TargetOutputs:
+    """The target's objectives (with their names) and the constraints its trials recorded."""
+    keys = constraint_key_order([k for t in completed for k in trial_constraints(t.system_attrs)])
+    names = study.metric_names
+    return TargetOutputs(tuple(names) if names else None, len(study.directions), keys)
+
+
+def n_finished(study: Study) -> int:
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return len(study._get_trials(deepcopy=False, states=states, use_cache=True))
+
+
+def target_trials(
+    study: Study, trial: FrozenTrial | None
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    trials = study._get_trials(deepcopy=False, states=states, use_cache=False)
+    completed = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.values
+        and len(t.values) == len(study.directions)
+        and all(math.isfinite(v) for v in t.values)
+    ]
+    # Pending: running trials, and waiting ones that hold parameters (a failed trial that
+    # RetryFailedTrialCallback re-queued), which another worker will pop any moment.
+    running = [
+        t
+        for t in trials
+        if (t.state == TrialState.RUNNING or t.state == TrialState.WAITING and t.params)
+        and (trial is None or t.number != trial.number)
+    ]
+    return completed, running
+
+
+def n_unshared_before(running: list[FrozenTrial], trial: FrozenTrial) -> int:
+    """Running trials that started before ``trial`` (within the last few minutes) and whose
+    sampler has not shared a point yet: they are being proposed right now, by the same
+    deterministic procedure, so ``trial`` takes the next-best point instead of the same one."""
+    now = datetime.datetime.now()
+    return sum(
+        1
+        for t in running
+        if t.number < trial.number
+        and not params_of(t)
+        and t.datetime_start is not None
+        and (now - t.datetime_start).total_seconds() < SHARE_WINDOW_SECONDS
+    )
+
+
+def params_of(trial: FrozenTrial) -> dict[str, Any]:
+    """Parameters of a trial, including those a sampler chose but the objective has not yet
+    suggested (stored as a system attribute so other workers see pending points)."""
+    params = dict(trial.params)
+    stored = trial.system_attrs.get(SYSTEM_ATTR_SHARED_PARAMS)
+    if isinstance(stored, str) and not trial.state.is_finished():
+        params = {**json.loads(stored), **params}
+    return params
+
+
+def encode_trials(
+    space: SearchSpace,
+    trials: list[FrozenTrial],
+    signs: np.ndarray | None = None,
+    constraint_keys: Sequence[str] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalized inputs ``(n, d)`` and outputs ``(n, k + c)`` of the trials inside ``space``:
+    objective values times ``signs`` (lower is better), then constraint values (NaN where a
+    trial did not record one). Without ``signs``, no outputs (pending trials)."""
+    rows, outputs = [], []
+    for trial in trials:
+        row = space.encode({**space.fixed_values, **params_of(trial)})
+        if row is None:
+            continue
+        rows.append(np.clip(row, 0.0, 1.0))
+        if signs is not None:
+            constraints = trial_constraints(trial.system_attrs)
+            recorded = [constraints.get(k, math.nan) for k in constraint_keys]
+            outputs.append(np.concatenate([signs * np.asarray(trial.values), recorded]))
+    x = np.array(rows).reshape(len(rows), space.dim)
+    # A shared branch value that the trial's parent choice switches off is not used.
+    x[space.inactive_mask(np.nan_to_num(x, nan=0.5))] = np.nan
+    n_outputs = 0 if signs is None else len(signs) + len(constraint_keys)
+    return x, np.array(outputs).reshape(len(rows), n_outputs)
