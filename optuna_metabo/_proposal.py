@@ -441,8 +441,9 @@ class ProposalEngine:
         self, data: TrainingData, previous: Mapping[str, Any] | None, n_target: int
     ) -> tuple[ICMGaussianProcess, dict[str, Any]]:
         s = self.settings
+        rank = min(s.rank, data.n_tasks)  # IndexKernel needs rank <= tasks (none before priors).
         state = compatible_state(
-            previous, data.x.shape[1], data.n_tasks, s.rank, data.n_unknown, s.model_options()
+            previous, data.x.shape[1], data.n_tasks, rank, data.n_unknown, s.model_options()
         )
         subset = _fit_subset(data, s.max_fit_points)
         # One target point says nothing about how the target relates to the priors (it is
@@ -450,12 +451,12 @@ class ProposalEngine:
         max_iter = 0 if state is not None and n_target < 2 else 50 if state is not None else 200
         return fit_icm_gp(
             data,
-            s.rank,
+            rank,
             state,
             subset,
             max_iter=max_iter,
             device=s.device,
-            alternative_states=_held_value_restarts(data, state, s.rank),
+            alternative_states=_held_value_restarts(data, state, rank),
             options=s.model_options(),
         )
 

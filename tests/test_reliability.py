@@ -688,3 +688,14 @@ def test_fuzz_random_spaces_and_prior_histories_never_break_the_sampler(
         for name, dist in target_space.items():
             assert inside(dist, trial.params[name]), (name, trial.params[name], dist)
         study.tell(trial, float(rng.rand()))
+
+
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_a_rank_above_the_number_of_tasks_is_capped_not_a_fallback(with_prior: bool) -> None:
+    # Without priors (one task), and in the target-only fit of the negative-transfer guard.
+    priors = [prior_study()] if with_prior else None
+    sampler = MetaBOSampler(priors, seed=0, rank=3, n_startup_trials=3)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=12 if with_prior else 5)
+    sources = [t.user_attrs["metabo:source"] for t in study.trials]
+    assert "fallback" not in sources and sources[-1] in ("model", "target_model")
