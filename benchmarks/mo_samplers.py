@@ -137,11 +137,17 @@ def _metabo_mo_check() -> str | None:
 
         sampler = _quiet(lambda: MetaBOSampler(seed=0, constraints_func=lambda t: [0.0]))
         study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            study.optimize(
-                lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=2
-            )
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                study.optimize(
+                    lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)),
+                    n_trials=2,
+                )
+        finally:
+            optuna.logging.set_verbosity(verbosity)
     except Exception as exc:  # the sampler's multi-objective support has not landed
         message = str(exc).split("\n")[0][:160]
         return f"MetaBOSampler has no multi-objective/constraints support here ({message})"
