@@ -13,10 +13,12 @@ Usage::
     python -m benchmarks.bench_overhead --target-history 300 --budget 20 --seeds 2
     python -m benchmarks.bench_overhead --target-history 1000 --budget 20 --seeds 1 --no-gp
 
-``--objectives 2`` makes priors and target 2-objective studies (the loss above and a cost,
-``sum(x) + 0.5 * layers``, metric names ``loss`` and ``cost``; priors by MOTPE)::
+``--objectives K`` (2 to 4) makes priors and target K-objective studies (the loss above, a
+cost ``sum(x) + 0.5 * layers``, then ``(x_i - 0.7)^2`` sums over shifted halves of ``x``; metric
+names ``loss``, ``cost``, ``f2``, ``f3``; priors by MOTPE)::
 
     python -m benchmarks.bench_overhead --objectives 2 --n-priors 10 --prior-trials 50 --budget 40
+    python -m benchmarks.bench_overhead --objectives 4 --n-priors 10 --prior-trials 50 --budget 40
 
 ``--target-history N`` first fills each target study with N completed random-search trials
 (the same ones for both samplers), so the timed trials measure the cost per trial of a long
@@ -47,13 +49,18 @@ def _objective(shift: np.ndarray, scale: float, held_lr: float | None = None) ->
     return objective
 
 
-def _two_objectives(shift: np.ndarray, scale: float) -> Any:
+_METRICS = ["loss", "cost", "f2", "f3"]
+
+
+def _many_objectives(shift: np.ndarray, scale: float, n_objectives: int) -> Any:
     loss = _objective(shift, scale)
 
-    def objective(trial: optuna.Trial) -> tuple[float, float]:
+    def objective(trial: optuna.Trial) -> list[float]:
         value = loss(trial)
-        cost = sum(trial.params[f"x{i}"] for i in range(5)) + 0.5 * trial.params["layers"]
-        return value, cost
+        x = np.array([trial.params[f"x{i}"] for i in range(5)])
+        values = [value, float(x.sum()) + 0.5 * trial.params["layers"]]
+        values += [float(((x[k - 2 :] - 0.7) ** 2).sum()) for k in range(2, n_objectives)]
+        return values
 
     return objective
 
@@ -63,8 +70,8 @@ def _create(
 ) -> optuna.Study:
     if n_objectives == 1:
         return optuna.create_study(sampler=sampler, **kwargs)
-    study = optuna.create_study(directions=["minimize"] * 2, sampler=sampler, **kwargs)
-    study.set_metric_names(["loss", "cost"])
+    study = optuna.create_study(directions=["minimize"] * n_objectives, sampler=sampler, **kwargs)
+    study.set_metric_names(_METRICS[:n_objectives])
     return study
 
 
@@ -117,13 +124,17 @@ def run(
         held = 1e-3 if grown else None
         scale = rng.uniform(0.5, 2.0)
         objective = (
-            _objective(shift, scale, held) if n_objectives == 1 else _two_objectives(shift, scale)
+            _objective(shift, scale, held)
+            if n_objectives == 1
+            else _many_objectives(shift, scale, n_objectives)
         )
         prior.optimize(objective, n_trials=prior_trials)
         names.append(name)
     target_shift = rng.uniform(-0.1, 0.1, size=6)
     target = (
-        _objective(target_shift, 1.0) if n_objectives == 1 else _two_objectives(target_shift, 1.0)
+        _objective(target_shift, 1.0)
+        if n_objectives == 1
+        else _many_objectives(target_shift, 1.0, n_objectives)
     )
     result = {}
     samplers: dict[str, optuna.samplers.BaseSampler] = {
@@ -161,7 +172,7 @@ def main() -> None:
     )
     parser.add_argument("--no-gp", action="store_true", help="time MetaBOSampler alone")
     parser.add_argument(
-        "--objectives", type=int, choices=(1, 2), default=1, help="objectives per study"
+        "--objectives", type=int, choices=(1, 2, 3, 4), default=1, help="objectives per study"
     )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

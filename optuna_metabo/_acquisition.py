@@ -125,7 +125,8 @@ class LogExpectedHypervolumeImprovement:
     The region the front does not dominate is a union of disjoint boxes (see
     ``_pareto.nondominated_boxes``); with independent objectives, the expected volume a new
     point adds to a box is a product of one-dimensional terms (Yang et al., 2019), summed over
-    the boxes in log space.
+    the boxes in log space. Boxes share their edges, so each objective's term is computed once
+    per distinct interval and gathered into the boxes.
 
     Args:
         models: One model per objective.
@@ -143,15 +144,28 @@ class LogExpectedHypervolumeImprovement:
     ) -> None:
         self.models = models
         self.task_indices = task_indices
-        self.lower, self.upper = lower, upper
+        # Per objective: its distinct intervals (q_k, 2) and each box's interval (b,).
+        self.intervals, self.box_interval = [], []
+        for k in range(lower.shape[1]):
+            pairs = torch.stack([lower[:, k], upper[:, k]], dim=1)  # (b, 2)
+            unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+            self.intervals.append(unique)
+            self.box_interval.append(inverse)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        moments = [m.posterior(x, t) for m, t in zip(self.models, self.task_indices)]
-        mean = torch.stack([m for m, _ in moments], dim=1)[:, None, :]  # (m, 1, k)
-        std = torch.sqrt(torch.stack([v for _, v in moments], dim=1))[:, None, :]  # (m, 1, k)
-        lower, upper = self.lower.to(mean)[None], self.upper.to(mean)[None]  # (1, b, k)
-        terms = _log_expected_shortfall(mean, std, lower, upper)  # (m, b, k)
-        return torch.logsumexp(terms.sum(dim=2), dim=1)  # (m,)
+        total: torch.Tensor | None = None
+        for model, task, intervals, box_interval in zip(
+            self.models, self.task_indices, self.intervals, self.box_interval
+        ):
+            mean, variance = model.posterior(x, task)  # (m,), (m,)
+            intervals = intervals.to(mean)
+            terms = _log_expected_shortfall(
+                mean[:, None], torch.sqrt(variance)[:, None], intervals[:, 0], intervals[:, 1]
+            )  # (m, q_k)
+            per_box = terms[:, box_interval.to(mean.device)]  # (m, b)
+            total = per_box if total is None else total + per_box
+        assert total is not None
+        return torch.logsumexp(total, dim=1)  # (m,)
 
 
 class LogProbabilityOfFeasibility:
