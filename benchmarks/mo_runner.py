@@ -21,7 +21,6 @@ import argparse
 from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import asdict
-import multiprocessing
 import os
 import sys
 import time
@@ -37,11 +36,10 @@ from benchmarks.mo_samplers import MOPriorContext
 from benchmarks.problems.multi_objective import constraints_from_user_attrs
 from benchmarks.problems.multi_objective import get_mo_problem
 from benchmarks.problems.multi_objective import MOProblem
-from benchmarks.runner import _complete_names
-from benchmarks.runner import _init_worker
 from benchmarks.runner import _is_complete
 from benchmarks.runner import _stable_seed
 from benchmarks.runner import _write_study
+from benchmarks.runner import execute_runs
 from benchmarks.runner import get_storage
 from benchmarks.runner import NO_PRUNING
 from benchmarks.runner import prior_name
@@ -201,48 +199,9 @@ def run_mo_all(
         jobs: Worker processes; 1 runs in this process.
         log: Print one line per finished run.
     """
-    done = _complete_names(get_storage(storage))
-    status: list[str] = []
-    todo, unavailable = [], {}
-    for k in keys:
-        reason = MO_SAMPLERS[k.sampler].unavailable()
-        if k.study_name(protocol) in done:
-            status.append(f"skipped (stored) {k.study_name(protocol)}")
-        elif reason:
-            unavailable[k.sampler] = reason
-            status.append(f"skipped (unavailable) {k.study_name(protocol)}: {reason}")
-        else:
-            todo.append(k)
-    for sampler, reason in unavailable.items():
-        print(f"[bench] sampler {sampler!r} skipped: {reason}", file=sys.stderr)
-    priors = sorted(
-        {
-            (k.problem, t, k.seed, protocol, storage)
-            for k in todo
-            if MO_SAMPLERS[k.sampler].uses_priors
-            for t in prior_tasks(get_mo_problem(k.problem), k.target, k.seed, protocol)
-            if prior_name(k.problem, t, k.seed, protocol) not in done
-        },
-        key=str,
+    return execute_runs(
+        keys, protocol, storage, jobs, log, MO_SAMPLERS, get_mo_problem, _safe_prior, _safe_run
     )
-    work = [(k, protocol, storage) for k in todo]
-    if jobs <= 1:
-        _init_worker()
-        results = [_safe_prior(a) for a in priors] + [_safe_run(a) for a in work]
-        if log:
-            print("\n".join(results), file=sys.stderr)
-        return status + results
-    results = []
-    with multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker) as pool:
-        for i, line in enumerate(pool.imap_unordered(_safe_prior, priors), 1):
-            results.append(line)
-            if log and (i % 10 == 0 or i == len(priors) or line.startswith("FAILED")):
-                print(f"[bench prior {i}/{len(priors)}] {line}", file=sys.stderr, flush=True)
-        for i, line in enumerate(pool.imap_unordered(_safe_run, work), 1):
-            results.append(line)
-            if log:
-                print(f"[bench {i}/{len(work)}] {line}", file=sys.stderr, flush=True)
-    return status + results
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,9 @@ all samplers and targets of a seed. CLI: ``python -m benchmarks.runner --help``.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -349,11 +351,41 @@ def run_all(
         jobs: Number of worker processes; 1 runs in this process.
         log: Print one line per finished run.
     """
+    return execute_runs(
+        keys, protocol, storage, jobs, log, SAMPLERS, get_problem, _safe_prior, _safe_run
+    )
+
+
+def execute_runs(
+    keys: Sequence[RunKey],
+    protocol: Protocol,
+    storage: str,
+    jobs: int,
+    log: bool,
+    samplers: Mapping[str, Any],
+    problem_of: Callable[[str], Any],
+    prior_fn: Callable[[tuple[str, str, int, Protocol, str]], str],
+    run_fn: Callable[[tuple[RunKey, Protocol, str]], str],
+) -> list[str]:
+    """Runs every missing run of ``keys`` (priors first), with ``jobs`` processes; shared by
+    the single- and multi-objective runners.
+
+    Args:
+        keys: Runs.
+        protocol: Protocol knobs.
+        storage: Storage URL (a URL, so that worker processes can open it).
+        jobs: Number of worker processes; 1 runs in this process.
+        log: Print one line per finished run.
+        samplers: The sampler registry of the runs.
+        problem_of: Problem by name.
+        prior_fn: Makes one prior study (top-level, so worker processes can run it).
+        run_fn: Makes one run (top-level too).
+    """
     done = _complete_names(get_storage(storage))
     status: list[str] = []
     todo, unavailable = [], {}
     for k in keys:
-        reason = SAMPLERS[k.sampler].unavailable()
+        reason = samplers[k.sampler].unavailable()
         if k.study_name(protocol) in done:
             status.append(f"skipped (stored) {k.study_name(protocol)}")
         elif reason:
@@ -367,8 +399,8 @@ def run_all(
         {
             (k.problem, t, k.seed, protocol, storage)
             for k in todo
-            if SAMPLERS[k.sampler].uses_priors
-            for t in prior_tasks(get_problem(k.problem), k.target, k.seed, protocol)
+            if samplers[k.sampler].uses_priors
+            for t in prior_tasks(problem_of(k.problem), k.target, k.seed, protocol)
             if prior_name(k.problem, t, k.seed, protocol) not in done
         },
         key=str,
@@ -376,17 +408,17 @@ def run_all(
     work = [(k, protocol, storage) for k in todo]
     if jobs <= 1:
         _init_worker()
-        results = [_safe_prior(a) for a in priors] + [_safe_run(a) for a in work]
+        results = [prior_fn(a) for a in priors] + [run_fn(a) for a in work]
         if log:
             print("\n".join(results), file=sys.stderr)
         return status + results
     results = []
     with multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker) as pool:
-        for i, line in enumerate(pool.imap_unordered(_safe_prior, priors), 1):
+        for i, line in enumerate(pool.imap_unordered(prior_fn, priors), 1):
             results.append(line)
             if log and (i % 10 == 0 or i == len(priors) or line.startswith("FAILED")):
                 print(f"[bench prior {i}/{len(priors)}] {line}", file=sys.stderr, flush=True)
-        for i, line in enumerate(pool.imap_unordered(_safe_run, work), 1):
+        for i, line in enumerate(pool.imap_unordered(run_fn, work), 1):
             results.append(line)
             if log:
                 print(f"[bench {i}/{len(work)}] {line}", file=sys.stderr, flush=True)

@@ -36,6 +36,7 @@ from optuna_metabo._optimize import rows_not_in
 from optuna_metabo._output_transform import affine_back
 from optuna_metabo._output_transform import IDENTITY
 from optuna_metabo._pareto import hypervolume
+from optuna_metabo._pareto import hypervolume_improvement
 from optuna_metabo._pareto import nondominated_boxes
 from optuna_metabo._pareto import nondominated_mask
 from optuna_metabo._priors import EncodedPrior
@@ -189,14 +190,23 @@ def _reference(values: np.ndarray) -> np.ndarray:
     return values.max(axis=0) + _REFERENCE_MARGIN * spread
 
 
+def _front_volume(values: np.ndarray, reference: np.ndarray) -> float:
+    """The hypervolume of the front of ``values`` ``(r, m)`` (its spread subset for more than
+    two objectives, as in the acquisition), at least a tiny positive number."""
+    front = values[nondominated_mask(values)]
+    front = _spread_subset(front, _FRONT_CAP.get(values.shape[1], len(front)))
+    return max(hypervolume(front, reference), 1e-12)
+
+
 class _PriorPortfolio:
     """The priors' non-dominated configurations and how much each adds to a portfolio.
 
     A configuration's value on prior task ``p`` is the hypervolume it adds to the points tried
     on the target, both placed at ``p``'s posterior means and scaled by the hypervolume of
-    ``p``'s own front, times its probability of feasibility on ``p``; the criterion averages
-    over the prior tasks. With nothing tried it prefers a configuration good on every
-    objective across tasks; later ones fill the parts of the fronts the portfolio lacks.
+    ``p``'s own front, times its probability of feasibility on ``p``; the
+    criterion sums over the prior tasks, weighted (see ``weights``). With nothing tried it
+    prefers a configuration good on every objective across tasks; later ones fill the parts of
+    the fronts the portfolio lacks.
 
     Args:
         objectives: The fitted objectives.
@@ -209,6 +219,11 @@ class _PriorPortfolio:
     ) -> None:
         self.objectives, self.constraints = objectives, constraints
         self.names = list(dict.fromkeys(n for f in objectives for n in f.names))
+        # Each prior's configurations (snapped) and their posterior means ``(r, m)``.
+        self._configs = {n: space.snap(np.clip(self._rows(n), 0.0, 1.0)) for n in self.names}
+        self._own = {n: self._means(n, self._configs[n]) for n in self.names}
+        self._reference = {n: _reference(own) for n, own in self._own.items()}
+        self._scale = {n: _front_volume(own, self._reference[n]) for n, own in self._own.items()}
         fronts = [self._front(name, space) for name in self.names]
         self.candidates = (
             np.unique(np.concatenate(fronts), axis=0) if fronts else np.zeros((0, space.dim))
@@ -229,12 +244,12 @@ class _PriorPortfolio:
     def _front(self, name: str, space: SearchSpace) -> np.ndarray:
         """Prior ``name``'s likely feasible configurations that are non-dominated or among
         the ``_N_BEST`` best in some objective, under its posterior means."""
-        rows = space.snap(np.clip(self._rows(name), 0.0, 1.0))
+        rows, means = self._configs[name], self._own[name]  # (r, d), (r, m)
         if len(rows) == 0:
             return np.zeros((0, space.dim))
         feasible = _feasibility(self.constraints, rows, name) >= _MIN_FEASIBILITY
-        rows = rows[feasible] if feasible.any() else rows
-        means = self._means(name, rows)  # (r, m)
+        if feasible.any():
+            rows, means = rows[feasible], means[feasible]
         best = np.argsort(means, axis=0, kind="stable")[:_N_BEST].reshape(-1)
         return np.unique(np.concatenate([rows[nondominated_mask(means)], rows[best]]), axis=0)
 
@@ -260,14 +275,9 @@ class _PriorPortfolio:
         """
         total = np.zeros(len(x))
         for name, weight in zip(self.names, weights):
-            own = self._means(name, self._rows(name))
-            reference = _reference(own)
-            scale = max(hypervolume(own, reference), 1e-12)
-            base_points = self._means(name, tried)
-            base = hypervolume(base_points, reference)
-            means = self._means(name, x)
-            gains = np.array(
-                [hypervolume(np.vstack([base_points, m[None]]), reference) - base for m in means]
+            reference, scale = self._reference[name], self._scale[name]
+            gains = hypervolume_improvement(
+                self._means(name, x), self._means(name, tried), reference
             )
             total += weight * _feasibility(self.constraints, x, name) * gains / scale
         return total

@@ -86,3 +86,36 @@ def hypervolume(y: np.ndarray, reference: np.ndarray) -> float:
     lower, upper = nondominated_boxes(front, reference)
     clipped = np.clip(upper - np.maximum(lower, ideal), 0.0, None).prod(axis=1)
     return float(np.prod(reference - ideal) - clipped.sum())
+
+
+_MAX_EXACT_SUBSETS = 10
+
+
+def hypervolume_improvement(
+    points: np.ndarray, base: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """How much each of ``points`` ``(c, m)`` alone adds to the hypervolume of ``base``
+    ``(s, m)``: ``(c,)``.
+
+    By inclusion-exclusion over the subsets ``T`` of ``base``'s front,
+    ``HVI(p) = sum_T (-1)^|T| prod_k (r_k - max(p_k, max_T t_k))^+``, for all points at once;
+    a front of more than ``_MAX_EXACT_SUBSETS`` points is handled one point at a time.
+
+    Args:
+        points: Candidate objective vectors, lower is better.
+        base: The vectors already there.
+        reference: The reference point ``(m,)``.
+    """
+    reference = np.asarray(reference, dtype=float)
+    points = np.asarray(points, dtype=float).reshape(-1, len(reference))
+    base = np.asarray(base, dtype=float).reshape(-1, len(reference))
+    front = base[nondominated_mask(base)] if len(base) else base
+    if len(front) > _MAX_EXACT_SUBSETS:
+        before = hypervolume(front, reference)
+        return np.array([hypervolume(np.vstack([front, p]), reference) - before for p in points])
+    members = (np.arange(1 << len(front))[:, None] >> np.arange(len(front))) & 1  # (2^s, s)
+    corner = np.where(members[:, :, None] == 1, front[None], -np.inf).max(axis=1, initial=-np.inf)
+    sign = np.where(members.sum(axis=1) % 2 == 0, 1.0, -1.0)  # (2^s,)
+    upper = np.maximum(points[:, None, :], corner[None])  # (c, 2^s, m)
+    volume = np.clip(reference - upper, 0.0, None).prod(axis=2)  # (c, 2^s)
+    return np.maximum(volume @ sign, 0.0)

@@ -68,3 +68,25 @@ def test_boxes_are_disjoint_and_fill_the_region_the_front_does_not_dominate(
     samples = np.random.RandomState(0).rand(2000, m) * 1.5
     hits = ((samples[:, None, :] >= lower[None]) & (samples[:, None, :] < upper[None])).all(2)
     assert hits.sum(axis=1).max() <= 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(0, 14),
+    st.lists(st.floats(0.0, 1.0), min_size=80, max_size=80),
+)
+def test_hypervolume_improvement_equals_the_difference_of_hypervolumes(
+    m: int, n_base: int, flat: list[float]
+) -> None:
+    from optuna_metabo._pareto import hypervolume_improvement
+
+    values = np.array(flat[: (n_base + 4) * m]).reshape(-1, m)
+    base, points = values[:n_base], values[n_base:]
+    reference = np.full(m, 1.2)
+    expected = [
+        hypervolume(np.vstack([base, p]), reference) - hypervolume(base, reference) for p in points
+    ]
+    np.testing.assert_allclose(
+        hypervolume_improvement(points, base, reference), expected, atol=1e-12
+    )
