@@ -2,8 +2,8 @@
 
 Protocol (issue 2): ``--n-priors`` prior studies x ``--prior-trials`` trials of a 7-parameter
 task family, then a ``--budget``-trial target study. Both samplers run on the same target in the
-same process, so the ratio is robust to machine noise. Peak RSS of a MetaBO-only child process
-is reported too.
+same process, so the ratio is robust to machine noise. The peak RSS of that process (both
+samplers) is reported too.
 
 Usage::
 
