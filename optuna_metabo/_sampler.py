@@ -87,6 +87,12 @@ class MetaBOSampler(BaseSampler):
     trials on, when a GP on the target alone predicts the target's trials clearly better
     (leave-one-out), the trial is chosen without the priors: a guard against negative transfer.
 
+    With 2 to 4 objectives, each objective has such a GP over the priors that recorded a metric
+    of the same name (``study.set_metric_names``; else by position), and the next trial
+    maximizes log expected hypervolume improvement. Each constraint (``constraints_func`` or
+    ``trial.set_constraint``) has one too, and weights the acquisition by the probability of
+    feasibility.
+
     Args:
         prior_studies:
             ``optuna.Study`` objects, study names or glob patterns (``"bert-*"``) resolved in
