@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from collections.abc import Sequence
-from dataclasses import asdict
 import os
 import sys
-import time
 import warnings
 
 import optuna
@@ -40,10 +38,11 @@ from benchmarks.runner import _is_complete
 from benchmarks.runner import _stable_seed
 from benchmarks.runner import _write_study
 from benchmarks.runner import execute_runs
+from benchmarks.runner import finish_run
 from benchmarks.runner import get_storage
 from benchmarks.runner import NO_PRUNING
+from benchmarks.runner import prepare_run
 from benchmarks.runner import prior_name
-from benchmarks.runner import prior_tasks
 from benchmarks.runner import Protocol
 from benchmarks.runner import resolve_targets
 from benchmarks.runner import RunKey
@@ -109,42 +108,25 @@ def run_mo_one(key: RunKey, protocol: Protocol, storage: str | BaseStorage) -> s
         protocol: Protocol knobs.
         storage: Benchmark storage (URL or object).
     """
-    storage = get_storage(storage)
-    name = key.study_name(protocol)
-    if _is_complete(storage, name):
-        return f"skipped (stored) {name}"
-    spec = MO_SAMPLERS[key.sampler]
-    reason = spec.unavailable()
-    if reason:
-        return f"skipped (unavailable) {name}: {reason}"
-    problem = get_mo_problem(key.problem)
-    tasks = prior_tasks(problem, key.target, key.seed, protocol)
-    names = [prior_name(key.problem, t, key.seed, protocol) for t in tasks]
-    if spec.uses_priors:
-        for task in tasks:
-            ensure_mo_prior(key.problem, task, key.seed, protocol, storage)
+    run = prepare_run(key, protocol, storage, MO_SAMPLERS, get_mo_problem, ensure_mo_prior)
+    if isinstance(run, str):
+        return run
+    problem = run.problem
     priors = MOPriorContext(
-        names,
-        storage,
+        run.prior_names,
+        run.storage,
         problem.directions[0],
         directions=list(problem.directions),
         metric_names=problem.metric_names,
         constraints_func=constraints_from_user_attrs if problem.n_constraints else None,
     )
-    start = time.perf_counter()
-    study = _create_study(problem, TimedSampler(spec.factory(key.seed, priors)))
-    if spec.setup is not None:
-        spec.setup(study, priors)
+    study = _create_study(problem, TimedSampler(run.spec.factory(key.seed, priors)))
+    if run.spec.setup is not None:
+        run.spec.setup(study, priors)
     study.optimize(problem.mo_objective(key.target), n_trials=protocol.budget)
-    attrs: dict[str, object] = {f"bench:{k}": v for k, v in asdict(key).items()}
-    attrs |= {"bench:role": ROLE, "bench:family": problem.family, "bench:protocol": protocol.tag}
-    attrs |= {f"bench:{k}": v for k, v in asdict(protocol).items()}
-    attrs |= {"bench:prior_studies": names if spec.uses_priors else []}
-    attrs |= {"bench:directions": list(problem.directions), "bench:optuna": optuna.__version__}
-    attrs |= {"bench:n_constraints": problem.n_constraints}
-    attrs["bench:wall_seconds"] = time.perf_counter() - start
-    _write_study(storage, name, study, attrs)
-    return f"done {name} ({attrs['bench:wall_seconds']:.1f}s)"
+    attrs: dict[str, object] = {"bench:role": ROLE, "bench:directions": list(problem.directions)}
+    attrs["bench:n_constraints"] = problem.n_constraints
+    return finish_run(run, key, protocol, study, attrs)
 
 
 def _safe_run(args: tuple[RunKey, Protocol, str]) -> str:

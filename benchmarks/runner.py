@@ -211,6 +211,89 @@ def ensure_prior(
     return name
 
 
+@dataclass
+class PreparedRun:
+    """A run that is not stored yet, with its priors in the storage.
+
+    Attributes:
+        storage: The benchmark storage.
+        name: The run's study name.
+        spec: The sampler's registry entry.
+        problem: The problem.
+        prior_names: The prior studies' names.
+        start: ``time.perf_counter()`` when the run started.
+    """
+
+    storage: BaseStorage
+    name: str
+    spec: Any
+    problem: Any
+    prior_names: list[str]
+    start: float
+
+
+def prepare_run(
+    key: RunKey,
+    protocol: Protocol,
+    storage: str | BaseStorage,
+    samplers: Mapping[str, Any],
+    problem_of: Callable[[str], Any],
+    ensure: Callable[[str, str, int, Protocol, BaseStorage], str],
+) -> PreparedRun | str:
+    """Makes the priors of a run; a status line instead when it is stored or its sampler is
+    unavailable. Shared by the single- and multi-objective runners.
+
+    Args:
+        key: Which run.
+        protocol: Protocol knobs.
+        storage: Benchmark storage (URL or object).
+        samplers: The sampler registry.
+        problem_of: Problem by name.
+        ensure: Makes one prior study unless it is stored.
+    """
+    storage = get_storage(storage)
+    name = key.study_name(protocol)
+    if _is_complete(storage, name):
+        return f"skipped (stored) {name}"
+    spec = samplers[key.sampler]
+    reason = spec.unavailable()
+    if reason:
+        return f"skipped (unavailable) {name}: {reason}"
+    problem = problem_of(key.problem)
+    tasks = prior_tasks(problem, key.target, key.seed, protocol)
+    if spec.uses_priors:
+        for task in tasks:
+            ensure(key.problem, task, key.seed, protocol, storage)
+    names = [prior_name(key.problem, t, key.seed, protocol) for t in tasks]
+    return PreparedRun(storage, name, spec, problem, names, time.perf_counter())
+
+
+def finish_run(
+    run: PreparedRun,
+    key: RunKey,
+    protocol: Protocol,
+    study: optuna.Study,
+    attrs: dict[str, object],
+) -> str:
+    """Stores a finished run with the attributes every run has, plus ``attrs``.
+
+    Args:
+        run: The prepared run.
+        key: Which run.
+        protocol: Protocol knobs.
+        study: The finished run.
+        attrs: Attributes of this kind of run (its ``bench:role`` among them).
+    """
+    attrs = {f"bench:{k}": v for k, v in asdict(key).items()} | attrs
+    attrs |= {"bench:family": run.problem.family, "bench:protocol": protocol.tag}
+    attrs |= {f"bench:{k}": v for k, v in asdict(protocol).items()}
+    attrs |= {"bench:prior_studies": run.prior_names if run.spec.uses_priors else []}
+    attrs |= {"bench:optuna": optuna.__version__}
+    attrs["bench:wall_seconds"] = time.perf_counter() - run.start
+    _write_study(run.storage, run.name, study, attrs)
+    return f"done {run.name} ({attrs['bench:wall_seconds']:.1f}s)"
+
+
 def run_one(key: RunKey, protocol: Protocol, storage: str | BaseStorage) -> str:
     """Run one benchmark run unless it is already stored; return a status line.
 
@@ -219,42 +302,26 @@ def run_one(key: RunKey, protocol: Protocol, storage: str | BaseStorage) -> str:
         protocol: Protocol knobs.
         storage: Benchmark storage (URL or object).
     """
-    storage = get_storage(storage)
-    name = key.study_name(protocol)
-    if _is_complete(storage, name):
-        return f"skipped (stored) {name}"
-    spec = SAMPLERS[key.sampler]
-    reason = spec.unavailable()
-    if reason:
-        return f"skipped (unavailable) {name}: {reason}"
-    problem = get_problem(key.problem)
-    tasks = prior_tasks(problem, key.target, key.seed, protocol)
-    names = [prior_name(key.problem, t, key.seed, protocol) for t in tasks]
-    if spec.uses_priors:
-        for task in tasks:
-            ensure_prior(key.problem, task, key.seed, protocol, storage)
+    run = prepare_run(key, protocol, storage, SAMPLERS, get_problem, ensure_prior)
+    if isinstance(run, str):
+        return run
+    problem = run.problem
     priors = PriorContext(
-        names,
-        storage,
+        run.prior_names,
+        run.storage,
         problem.direction,
         problem.prior_defaults(),
         problem.fixed_params(),
         held_midpoints(problem),
     )
-    start = time.perf_counter()
-    sampler = TimedSampler(spec.factory(key.seed, priors))
+    sampler = TimedSampler(run.spec.factory(key.seed, priors))
     study = optuna.create_study(direction=problem.direction, sampler=sampler, pruner=NO_PRUNING)
-    if spec.setup is not None:
-        spec.setup(study, priors)
+    if run.spec.setup is not None:
+        run.spec.setup(study, priors)
     study.optimize(problem.objective(key.target), n_trials=protocol.budget)
-    attrs: dict[str, object] = {f"bench:{k}": v for k, v in asdict(key).items()}
-    attrs |= {"bench:role": "run", "bench:family": problem.family, "bench:protocol": protocol.tag}
-    attrs |= {f"bench:{k}": v for k, v in asdict(protocol).items()}
-    attrs |= {"bench:prior_studies": names if spec.uses_priors else [], "bench:wall_seconds": 0.0}
-    attrs |= {"bench:direction": problem.direction, "bench:optuna": optuna.__version__}
-    attrs["bench:wall_seconds"] = time.perf_counter() - start
-    _write_study(storage, name, study, attrs)
-    return f"done {name} ({attrs['bench:wall_seconds']:.1f}s)"
+    return finish_run(
+        run, key, protocol, study, {"bench:role": "run", "bench:direction": problem.direction}
+    )
 
 
 def _init_worker() -> None:

@@ -149,7 +149,26 @@ class MOProblem(Problem):
         return _objective
 
 
-class SurrogateMO(MOProblem):
+class _OnSurrogate(MOProblem):
+    """A problem on a YAHPO surrogate's single-objective family (``self.base``), whose tasks,
+    targets and search space it shares."""
+
+    base: Any
+
+    def tasks(self) -> list[str]:
+        """The surrogate's tasks."""
+        return self.base.tasks()
+
+    def default_targets(self) -> list[str]:
+        """The eight targets of the single-objective family."""
+        return self.base.default_targets()
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """The single-objective family's space."""
+        return self.base.suggest(trial)
+
+
+class SurrogateMO(_OnSurrogate):
     """Objectives taken from columns of a YAHPO surrogate's outputs.
 
     Args:
@@ -172,24 +191,12 @@ class SurrogateMO(MOProblem):
         self.family = base.family
         self._cols = [list(outputs).index(m) for m in metrics]
 
-    def tasks(self) -> list[str]:
-        """The surrogate's tasks."""
-        return self.base.tasks()
-
-    def default_targets(self) -> list[str]:
-        """The eight targets of the single-objective family."""
-        return self.base.default_targets()
-
-    def suggest(self, trial: Any) -> dict[str, Any]:
-        """The single-objective family's space."""
-        return self.base.suggest(trial)
-
     def values(self, task: str, params: list[dict[str, Any]]) -> np.ndarray:
         """The objective columns of the surrogate's prediction."""
         return self.base.outputs(task, params)[:, self._cols]
 
 
-class LCBenchConstrained(MOProblem):
+class LCBenchConstrained(_OnSurrogate):
     """LCBench: maximize ``val_accuracy`` subject to ``time - budget_t <= 0``.
 
     ``budget_t`` is the median ``time`` of ``BUDGET_SAMPLES`` random configurations of task
@@ -208,18 +215,6 @@ class LCBenchConstrained(MOProblem):
         super().__init__("lcbench_constrained", ["maximize"], ["val_accuracy"], n_constraints=1)
         self.base = LCBench(data_dir)
         self._acc, self._time = OUTPUTS.index("val_accuracy"), OUTPUTS.index("time")
-
-    def tasks(self) -> list[str]:
-        """The 34 LCBench tasks."""
-        return self.base.tasks()
-
-    def default_targets(self) -> list[str]:
-        """The eight LCBench targets."""
-        return self.base.default_targets()
-
-    def suggest(self, trial: Any) -> dict[str, Any]:
-        """The seven LCBench parameters."""
-        return self.base.suggest(trial)
 
     def time_budget(self, task: str) -> float:
         """The task's time budget: median ``time`` over random configurations.
