@@ -95,7 +95,7 @@ def test_hypervolume_regret_on_a_hand_computed_case() -> None:
 def test_hypervolume_regret_never_increases_over_a_run(tmp_path: Path) -> None:
     problem = get_mo_problem("synthetic_mo")
     task = problem.default_targets()[0]
-    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=5)
+    sampler = optuna.samplers.RandomSampler(seed=0)  # a fixed design, not TPE draws
     study = optuna.create_study(directions=problem.directions, sampler=sampler)
     study.optimize(problem.mo_objective(task), n_trials=30)
     curve = task_reference(problem, task, tmp_path).regret_curve(

@@ -95,6 +95,10 @@ def test_empty_priors_are_skipped_with_logged_reasons(
     assert any("'cnn-mnist'" in m and "no completed trial" in m for m in logged)
 
 
+@pytest.mark.skipif(
+    not hasattr(optuna.trial.Trial, "set_constraint"),
+    reason="trial.set_constraint is new in Optuna 5.0",
+)
 def test_multi_objective_prior_keeps_every_objective_its_names_and_constraints(
     tmp_path: Path,
 ) -> None:
