@@ -310,6 +310,7 @@ class MultiOutputEngine:
         outputs: list[OutputData],
         target_x: np.ndarray,
         pending_x: np.ndarray,
+        unfinished_x: np.ndarray,
         rng: np.random.RandomState,
         n_ahead: int = 0,
     ) -> Proposal:
@@ -320,6 +321,8 @@ class MultiOutputEngine:
             outputs: The objectives, then the constraints.
             target_x: Completed target inputs ``(n, d)``.
             pending_x: Inputs of running target trials ``(p, d)``.
+            unfinished_x: Inputs of pruned and failed target trials ``(u, d)``: never
+                proposed again.
             rng: Random source.
             n_ahead: Take the ``n_ahead``-th best point (see ``ProposalEngine.propose``).
         """
@@ -330,15 +333,14 @@ class MultiOutputEngine:
             ]
             objectives, constraints = fitted[: self.n_objectives], fitted[self.n_objectives :]
             portfolio = _PriorPortfolio(objectives, constraints, space)
-            taken = canonical_rows(
-                space, np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
-            )
+            others = np.concatenate([pending_x, unfinished_x]).reshape(-1, space.dim)
+            taken = canonical_rows(space, np.concatenate([target_x, others]))
             fresh = portfolio.candidates[
                 rows_not_in(canonical_rows(space, portfolio.candidates), taken)
             ]
             design = len(target_x) < self.settings.n_prior_design_trials
             if portfolio.names and design and len(fresh) > n_ahead:
-                tried = np.concatenate([target_x, pending_x.reshape(-1, space.dim)])
+                tried = np.concatenate([target_x, others])
                 scores = portfolio.scores(fresh, tried, portfolio.weights(target_x))
                 index = int(np.argsort(-scores, kind="stable")[n_ahead])
                 x, value, source = fresh[index], float(scores[index]), SOURCE_PRIOR_DESIGN

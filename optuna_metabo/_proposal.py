@@ -284,14 +284,15 @@ def task_weights(prior_means: np.ndarray, target_y: np.ndarray) -> np.ndarray:
 
 
 def _portfolio(
-    model: ConditionalView, data: TrainingData, pending_x: np.ndarray
+    model: ConditionalView, data: TrainingData, others_x: np.ndarray
 ) -> PortfolioCoverage:
-    """The greedy-portfolio design criterion given the target's completed and running trials."""
+    """The greedy-portfolio design criterion given the target's completed trials and the
+    others it has tried or is trying ``(p, d)`` (running, pruned and failed)."""
     target = data.n_tasks - 1
     tasks = list(range(target))
     target_x, target_y = data.x[data.task == target], data.y[data.task == target]
     best = np.array([data.y[data.task == t].min() for t in tasks])  # (P,)
-    tried = np.concatenate([target_x, pending_x.reshape(-1, data.x.shape[1])])
+    tried = np.concatenate([target_x, others_x])
     means = _prior_means(model, tried, tasks)  # (n + p, P)
     covered = (means - best).min(axis=0) if len(tried) else np.full(len(tasks), np.inf)
     weights = task_weights(means[: len(target_y)], target_y)
@@ -467,6 +468,7 @@ class ProposalEngine:
         target_x: np.ndarray,
         target_y: np.ndarray,
         pending_x: np.ndarray,
+        unfinished_x: np.ndarray,
         rng: np.random.RandomState,
         n_ahead: int = 0,
     ) -> Proposal:
@@ -478,6 +480,8 @@ class ProposalEngine:
             target_x: Completed target inputs ``(n, d)``.
             target_y: Their values ``(n,)``, lower is better.
             pending_x: Inputs of running target trials ``(p, d)``.
+            unfinished_x: Inputs of pruned and failed target trials ``(u, d)``: never
+                proposed again.
             rng: Random source.
             n_ahead: Take the ``n_ahead``-th best point: the number of concurrent trials that are
                 being proposed right now but have not shared their point yet.
@@ -499,7 +503,7 @@ class ProposalEngine:
                 model = model.condition_on(pending, target)
             view = ConditionalView(model, space)
             x, acquisition, source = self._choose(
-                space, view, data, priors, candidates, pending_x, rng, n_ahead
+                space, view, data, priors, candidates, pending_x, unfinished_x, rng, n_ahead
             )
             source = SOURCE_TARGET_MODEL if alone is not None else source
             proposal = self._describe(
@@ -549,13 +553,15 @@ class ProposalEngine:
         priors: list[EncodedPrior],
         candidates: np.ndarray,
         pending_x: np.ndarray,
+        unfinished_x: np.ndarray,
         rng: np.random.RandomState,
         n_ahead: int,
     ) -> tuple[np.ndarray, float, str]:
         s = self.settings
         target = data.n_tasks - 1
         target_x = data.x[data.task == target]
-        taken = canonical_rows(space, np.concatenate([target_x, pending_x.reshape(-1, space.dim)]))
+        others = np.concatenate([pending_x, unfinished_x]).reshape(-1, space.dim)
+        taken = canonical_rows(space, np.concatenate([target_x, others]))
         n_target = len(target_x)
         target_y = data.y[data.task == target]
         best = float(target_y.min()) if n_target else 0.0
@@ -566,7 +572,7 @@ class ProposalEngine:
         candidates = candidates[rows_not_in(canonical_rows(space, candidates), taken)]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
         if priors and n_target < s.n_prior_design_trials and len(candidates) > n_ahead:
-            x, value = best_candidate(_portfolio(model, data, pending_x), candidates, n_ahead)
+            x, value = best_candidate(_portfolio(model, data, others), candidates, n_ahead)
             return x, value, SOURCE_PRIOR_DESIGN
         best_target = canonical_rows(space, target_x[np.argsort(target_y)[:3]])
         starts = np.concatenate([candidates, best_target])

@@ -43,6 +43,7 @@ from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._target_space import learn_conditions
 from optuna_metabo._target_space import union_search_space
 from optuna_metabo._target_trials import encode_trials
+from optuna_metabo._target_trials import metric_names
 from optuna_metabo._target_trials import n_constraints_before
 from optuna_metabo._target_trials import n_finished
 from optuna_metabo._target_trials import n_unshared_before
@@ -50,6 +51,7 @@ from optuna_metabo._target_trials import objective_signs
 from optuna_metabo._target_trials import params_of
 from optuna_metabo._target_trials import target_outputs
 from optuna_metabo._target_trials import target_trials
+from optuna_metabo._target_trials import TargetTrials
 from optuna_metabo._trial_attrs import SOURCE_FALLBACK
 from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
 from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
@@ -218,10 +220,10 @@ class MetaBOSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         _check_objectives(study)
-        completed = study._get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True
-        )
-        return union_search_space([t.distributions for t in completed])
+        # Pruned trials define the space too: under a pruner most trials are pruned.
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        finished = study._get_trials(deepcopy=False, states=states, use_cache=True)
+        return union_search_space([t.distributions for t in finished])
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -301,8 +303,7 @@ class MetaBOSampler(BaseSampler):
         """
         from optuna_metabo._pareto import nondominated_mask
 
-        completed, _ = target_trials(study, None)
-        outputs = target_outputs(study, completed)
+        outputs = target_outputs(study, target_trials(study, None).completed)
         fronts: dict[str, np.ndarray] = {}
         for prior in self._load_priors(study)[0]:
             match = match_outputs(prior, outputs)
@@ -318,19 +319,18 @@ class MetaBOSampler(BaseSampler):
     def _suggest(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        completed, running = target_trials(study, trial)
-        space = self._search_space(study, search_space, completed)
-        outputs = self._target_outputs(study, completed)
+        history = target_trials(study, trial)
+        space = self._search_space(study, search_space, history)
+        outputs = self._target_outputs(study, history.completed)
         encoded = self._encoded_priors(study, space, outputs)
-        if not any(encoded[: outputs.n_objectives]) and len(completed) < self._n_startup_trials:
+        n_done = len(history.completed)
+        if not any(encoded[: outputs.n_objectives]) and n_done < self._n_startup_trials:
             params = space.decode(space.sobol_point(trial.number, self._sobol_seed))
             self._set_attrs(study, trial, {USER_ATTR_SOURCE: SOURCE_STARTUP})
             self._share_point(study, trial, params)
             return params
         try:
-            params = self._propose_and_share(
-                study, trial, space, encoded, outputs, completed, running
-            )
+            params = self._propose_and_share(study, trial, space, encoded, outputs, history)
         except _NUMERICAL_ERRORS as error:
             _logger.warning(
                 "MetaBOSampler could not fit or optimize the GP for trial %d (%s: %s); "
@@ -351,8 +351,7 @@ class MetaBOSampler(BaseSampler):
         space: SearchSpace,
         encoded: list[list[EncodedPrior]],
         outputs: TargetOutputs,
-        completed: list[FrozenTrial],
-        running: list[FrozenTrial],
+        history: TargetTrials,
     ) -> dict[str, Any]:
         """Proposes, shares the point, then re-reads the running trials: a worker that finds its
         point already taken by another running trial proposes again with that trial as pending.
@@ -364,13 +363,13 @@ class MetaBOSampler(BaseSampler):
         """
         priors = [p for per_output in encoded for p in per_output]
         for _ in range(_MAX_CLASH_RETRIES + 1):
-            proposal = self._propose(study, trial, space, encoded, outputs, completed, running)
+            proposal = self._propose(study, trial, space, encoded, outputs, history)
             params = space.decode(proposal.x)
             if proposal.source == SOURCE_PRIOR_DESIGN:
                 params = _exact_prior_values(priors, space, proposal.x, params)
             self._record(study, trial, proposal, params)
-            completed, running = target_trials(study, trial)
-            if not any(params_of(t) == params for t in running):
+            history = target_trials(study, trial)
+            if not any(params_of(t) == params for t in history.running):
                 break
         if proposal.source == SOURCE_PRIOR_DESIGN:
             self._remember_prior_values(trial, _prior_params_at(priors, space, proposal.x))
@@ -392,10 +391,11 @@ class MetaBOSampler(BaseSampler):
         self,
         study: Study,
         search_space: dict[str, BaseDistribution],
-        completed: list[FrozenTrial],
+        history: TargetTrials,
     ) -> SearchSpace:
         """The target space with the branch conditions its trials show and the fixed params."""
-        conditions = learn_conditions([t.params for t in completed], search_space)
+        finished = history.completed + history.pruned
+        conditions = learn_conditions([t.params for t in finished], search_space)
         tasks, _ = self._load_priors(study)
         fixed = fixed_parameter_space(tasks, self._fixed_params, list(search_space))
         return SearchSpace(search_space, conditions, fixed)
@@ -506,26 +506,38 @@ class MetaBOSampler(BaseSampler):
         space: SearchSpace,
         encoded: list[list[EncodedPrior]],
         outputs: TargetOutputs,
-        completed: list[FrozenTrial],
-        running: list[FrozenTrial],
+        history: TargetTrials,
     ) -> Proposal:
         from optuna_metabo._multi_output import MultiOutputEngine
         from optuna_metabo._multi_output import OutputData
 
         signs = objective_signs(study)
-        target_x, target_y = encode_trials(space, completed, signs, outputs.constraint_keys)
-        pending_x, _ = encode_trials(space, running)
-        n_ahead = n_unshared_before(running, trial)
+        target_x, target_y = encode_trials(
+            space, history.completed, signs, outputs.constraint_keys
+        )
+        pending_x, _ = encode_trials(space, history.running)
+        # Pruned and failed configurations are never proposed again.
+        unfinished_x, _ = encode_trials(space, history.unfinished)
+        n_ahead = n_unshared_before(history.running, trial)
         engine = self._engine_for(outputs)
         if isinstance(engine, MultiOutputEngine):
             data = [
                 OutputData(priors, target_y[:, i], i >= outputs.n_objectives)
                 for i, priors in enumerate(encoded)
             ]
-            proposal = engine.propose(space, data, target_x, pending_x, self._rng, n_ahead)
+            proposal = engine.propose(
+                space, data, target_x, pending_x, unfinished_x, self._rng, n_ahead
+            )
         else:
             proposal = engine.propose(
-                space, encoded[0], target_x, target_y[:, 0], pending_x, self._rng, n_ahead
+                space,
+                encoded[0],
+                target_x,
+                target_y[:, 0],
+                pending_x,
+                unfinished_x,
+                self._rng,
+                n_ahead,
             )
         self._summary["task_similarity"] = proposal.similarity
         self._record_held_values(space, proposal.held_values)
@@ -676,7 +688,7 @@ def _prediction_attrs(study: Study, proposal: Proposal) -> dict[str, Any]:
             USER_ATTR_PREDICTED_MEAN: float(signs[0] * proposal.mean),
             USER_ATTR_PREDICTED_STD: proposal.std,
         }
-    names = study.metric_names or [str(i) for i in range(len(signs))]
+    names = metric_names(study) or [str(i) for i in range(len(signs))]
     attrs: dict[str, Any] = {}
     for i, name in enumerate(names):
         attrs[f"{USER_ATTR_PREDICTED_MEAN}:{name}"] = float(signs[i] * proposal.objective_means[i])

@@ -7,6 +7,7 @@ sees only the arrays made here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 import datetime
 import json
 import math
@@ -22,6 +23,7 @@ from optuna_metabo._outputs import constraint_key_order
 from optuna_metabo._outputs import CONSTRAINTS_KEY
 from optuna_metabo._outputs import TargetOutputs
 from optuna_metabo._outputs import trial_constraints
+from optuna_metabo._prior_studies import study_metric_names
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
 
@@ -49,10 +51,16 @@ def objective_signs(study: Study) -> np.ndarray:
     return np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions])
 
 
+def metric_names(study: Study) -> list[str] | None:
+    """The study's metric names, read from its storage: under ``HyperbandPruner`` the sampler
+    is handed a bracket view of the study, which forbids ``Study.metric_names``."""
+    return study_metric_names(study._storage, study._study_id)
+
+
 def target_outputs(study: Study, completed: list[FrozenTrial]) -> TargetOutputs:
     """The target's objectives (with their names) and the constraints its trials recorded."""
     keys = constraint_key_order([k for t in completed for k in trial_constraints(t.system_attrs)])
-    names = study.metric_names
+    names = metric_names(study)
     return TargetOutputs(tuple(names) if names else None, len(study.directions), keys)
 
 
@@ -61,28 +69,56 @@ def n_finished(study: Study) -> int:
     return len(study._get_trials(deepcopy=False, states=states, use_cache=True))
 
 
-def target_trials(
-    study: Study, trial: FrozenTrial | None
-) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-    trials = study._get_trials(deepcopy=False, states=states, use_cache=False)
-    completed = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.values
-        and len(t.values) == len(study.directions)
-        and all(math.isfinite(v) for v in t.values)
-    ]
-    # Pending: running trials, and waiting ones that hold parameters (a failed trial that
-    # RetryFailedTrialCallback re-queued), which another worker will pop any moment.
-    running = [
-        t
-        for t in trials
-        if (t.state == TrialState.RUNNING or t.state == TrialState.WAITING and t.params)
-        and (trial is None or t.number != trial.number)
-    ]
-    return completed, running
+@dataclass
+class TargetTrials:
+    """The target study's trials, grouped by what the sampler does with them.
+
+    Attributes:
+        completed: COMPLETE trials with a finite value of every objective: the model's data.
+        running: Pending points: RUNNING trials, and WAITING ones that hold parameters (a
+            failed trial that ``RetryFailedTrialCallback`` re-queued), which another worker
+            will pop any moment. The trial being sampled is not among them.
+        pruned: PRUNED trials.
+        failed: FAIL trials that hold parameters, and COMPLETE ones with a NaN or infinite
+            value (a diverged run).
+    """
+
+    completed: list[FrozenTrial]
+    running: list[FrozenTrial]
+    pruned: list[FrozenTrial]
+    failed: list[FrozenTrial]
+
+    @property
+    def unfinished(self) -> list[FrozenTrial]:
+        """The pruned and failed trials: never proposed again."""
+        return self.pruned + self.failed
+
+
+def target_trials(study: Study, trial: FrozenTrial | None) -> TargetTrials:
+    """The target's trials by group; ``trial`` (the one being sampled) is left out.
+
+    Args:
+        study: The target study, or the bracket view ``HyperbandPruner`` hands the sampler;
+            either way every trial of the study is read, not only the bracket's.
+        trial: The trial being sampled, if any.
+    """
+    trials = study._get_trials(deepcopy=False, use_cache=False)
+    n_objectives = len(study.directions)
+    groups = TargetTrials([], [], [], [])
+    for t in trials:
+        if trial is not None and t.number == trial.number:
+            continue
+        if t.state == TrialState.COMPLETE:
+            finite = t.values is not None and len(t.values) == n_objectives
+            finite = finite and all(math.isfinite(v) for v in t.values)
+            (groups.completed if finite else groups.failed).append(t)
+        elif t.state == TrialState.RUNNING or t.state == TrialState.WAITING and t.params:
+            groups.running.append(t)
+        elif t.state == TrialState.PRUNED:
+            groups.pruned.append(t)
+        elif t.state == TrialState.FAIL and t.params:
+            groups.failed.append(t)
+    return groups
 
 
 def n_unshared_before(running: list[FrozenTrial], trial: FrozenTrial) -> int:

@@ -42,12 +42,12 @@ def test_prior_design_is_a_portfolio_across_prior_tasks() -> None:
     space = SearchSpace({"x": FloatDistribution(0.0, 1.0)})
     engine = ProposalEngine(EngineSettings())
     empty = np.zeros((0, 1))
-    first = engine.propose(space, priors, empty, np.zeros(0), empty, rng)
+    first = engine.propose(space, priors, empty, np.zeros(0), empty, empty, rng)
     assert first.source == "prior_design"
     near_left = abs(first.x[0] - 0.2) < 0.1
     assert near_left or abs(first.x[0] - 0.8) < 0.1
     # The first configuration covers one prior task; the next covers the other one.
-    second = engine.propose(space, priors, first.x[None, :], np.array([0.3]), empty, rng)
+    second = engine.propose(space, priors, first.x[None, :], np.array([0.3]), empty, empty, rng)
     assert second.source == "prior_design"
     assert abs(second.x[0] - (0.8 if near_left else 0.2)) < 0.1
 
@@ -102,7 +102,9 @@ def test_a_long_target_is_fitted_on_a_subset_and_conditioned_on_all_rows() -> No
     engine = ProposalEngine(EngineSettings(max_fit_points=40))
     model, data = engine.fit(priors, target_x, target_y)
     assert len(model.y) == 160  # every row conditions the GP
-    proposal = engine.propose(space, priors, target_x, target_y, np.zeros((0, 1)), rng)
+    proposal = engine.propose(
+        space, priors, target_x, target_y, np.zeros((0, 1)), np.zeros((0, 1)), rng
+    )
     assert abs(proposal.x[0] - 0.3) < 0.1
 
 
@@ -116,7 +118,9 @@ def _target_source(prior_function: Callable[[np.ndarray], np.ndarray], n_target:
     target_y = (target_x[:, 0] - 0.7) ** 2
     space = SearchSpace({"x": FloatDistribution(0.0, 1.0)})
     engine = ProposalEngine(EngineSettings())
-    proposal = engine.propose(space, priors, target_x, target_y, np.zeros((0, 1)), rng)
+    proposal = engine.propose(
+        space, priors, target_x, target_y, np.zeros((0, 1)), np.zeros((0, 1)), rng
+    )
     return proposal.source
 
 
