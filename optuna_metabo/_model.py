@@ -51,13 +51,16 @@ class ModelOptions:
     Attributes:
         own_lengthscales: The target's own part has lengthscales of its own (with more than
             one task); see ``ICMKernelModule``.
-        correlation_prior: A Beta(2.5, 1.5) prior (up to its constant) on ``(1 + rho) / 2``
-            for the correlation ``rho`` of each prior task with the target, favouring positive
-            transfer (as BoTorch's MultiTaskGP does since its PR 3271).
+        correlation_prior: A Beta prior (up to its constant) on ``(1 + rho) / 2`` for the
+            correlation ``rho`` of each prior task with the target, favouring positive transfer
+            (as BoTorch's MultiTaskGP does since its PR 3271).
+        correlation_beta: Its parameters: ``(2.5, 1.5)`` for objectives; a failure wall is
+            expected to be shared, so the failure indicator's prior is stronger.
     """
 
     own_lengthscales: bool = True
     correlation_prior: bool = True
+    correlation_beta: tuple[float, float] = (2.5, 1.5)
 
 
 class ModelFitError(RuntimeError):
@@ -156,6 +159,7 @@ class ICMKernelModule(gpytorch.Module):
         if self.own_kernel is not None:
             self.own_kernel.lengthscale = self.input_kernel.lengthscale.detach().clone()
         self.correlation_prior = n_tasks > 1 and options.correlation_prior
+        self.correlation_beta = options.correlation_beta
         # Registered last, so that without absent inputs the fit runs exactly as it did before
         # slots existed (L-BFGS-B sees the same leading parameters; the slots' gradient is 0).
         self.slots = SlotValues(dim, n_unknown)
@@ -195,15 +199,16 @@ class ICMKernelModule(gpytorch.Module):
         return total + self.correlation_log_prior()
 
     def correlation_log_prior(self) -> torch.Tensor:
-        """The Beta(2.5, 1.5) log density of ``(1 + rho) / 2`` for each prior task's
-        correlation ``rho`` with the target, summed, up to its constant (0 when off)."""
+        """The Beta log density of ``(1 + rho) / 2`` for each prior task's correlation ``rho``
+        with the target, summed, up to its constant (0 when off)."""
         b = self.task_covariance()  # (T, T)
         if not self.correlation_prior:
             return torch.zeros((), dtype=b.dtype, device=b.device)
         std = b.diagonal().sqrt()
         rho = b[:-1, -1] / (std[:-1] * std[-1])  # (T - 1,)
         share = ((1.0 + rho) / 2.0).clamp(1e-6, 1.0 - 1e-6)
-        return (1.5 * torch.log(share) + 0.5 * torch.log1p(-share)).sum()
+        a, b_ = self.correlation_beta
+        return ((a - 1.0) * torch.log(share) + (b_ - 1.0) * torch.log1p(-share)).sum()
 
 
 @dataclass
@@ -218,6 +223,9 @@ class TrainingData:
         slot: Which learned value fills each entry, shape ``(n, d)``: -1 where ``x`` is
             observed, the column where it is inactive, ``d + k`` for unknown value ``k``.
         n_unknown: Number of unknown-value slots.
+        noise: Known variance of each row beyond its task's noise, in standardized units,
+            shape ``(n,)``; positive for a pseudo-observation (a pruned trial's imputed final
+            value), zero for a measured one. None: every row is measured.
     """
 
     x: np.ndarray
@@ -226,6 +234,7 @@ class TrainingData:
     n_tasks: int
     slot: np.ndarray | None = None
     n_unknown: int = 0
+    noise: np.ndarray | None = None
 
 
 def _cholesky_with_jitter(matrix: torch.Tensor) -> torch.Tensor:
@@ -245,19 +254,27 @@ class ICMGaussianProcess:
         x: Inputs ``(n, d)`` as a tensor, absent entries already filled (``module.fill``).
         task: Task indices ``(n,)`` as a long tensor.
         y: Standardized values ``(n,)`` as a tensor.
+        noise: Known extra variance of each row ``(n,)`` (see ``TrainingData.noise``).
     """
 
     def __init__(
-        self, module: ICMKernelModule, x: torch.Tensor, task: torch.Tensor, y: torch.Tensor
+        self,
+        module: ICMKernelModule,
+        x: torch.Tensor,
+        task: torch.Tensor,
+        y: torch.Tensor,
+        noise: torch.Tensor | None = None,
     ) -> None:
         self.module = module
         self.x, self.task, self.y = x, task, y
+        self.noise = torch.zeros_like(y) if noise is None else noise  # (n,)
         with torch.no_grad():
             self._inactive = module.slot_values()[: x.shape[1]].to(x)  # (d,)
             self._task_cov = module.task_covariance()  # (T, T)
             self._lengthscale = module.input_kernel.lengthscale.reshape(-1).clone()  # (d,)
             self._own = _OwnPart.of(module, task)
-            self._cholesky = _cholesky_with_jitter(_covariance(module, x, task))  # (n, n)
+            covariance = _covariance(module, x, task) + torch.diag(self.noise)  # (n, n)
+            self._cholesky = _cholesky_with_jitter(covariance)
             self._alpha = torch.cholesky_solve(y[:, None], self._cholesky)[:, 0]  # (n,)
 
     @property
@@ -294,7 +311,8 @@ class ICMGaussianProcess:
         return torch.where(torch.isnan(x), self._inactive, x)
 
     def loo_log_likelihood(self, task_index: int) -> float:
-        """Summed leave-one-out predictive log density of one task's observations.
+        """Summed leave-one-out predictive log density of one task's measured observations
+        (pseudo-observations are predictors, not scored).
 
         Each observation is predicted from all the others, of every task, in closed form:
         ``mu_i = y_i - alpha_i / d_i`` and ``var_i = 1 / d_i`` with ``d_i = [K^-1]_ii``
@@ -304,7 +322,8 @@ class ICMGaussianProcess:
             task_index: Which task's observations to score.
         """
         with torch.no_grad():
-            rows = torch.nonzero(self.task == task_index).reshape(-1)  # (m,)
+            measured = (self.task == task_index) & (self.noise == 0)
+            rows = torch.nonzero(measured).reshape(-1)  # (m,)
             if len(rows) == 0:
                 return 0.0
             unit = torch.zeros(len(self.y), len(rows), dtype=self.y.dtype, device=self.y.device)
@@ -339,6 +358,7 @@ class ICMGaussianProcess:
             torch.cat([self.x, x]),
             torch.cat([self.task, task]),
             torch.cat([self.y, mean]),
+            torch.cat([self.noise, torch.zeros_like(mean)]),
         )
 
 
@@ -428,6 +448,7 @@ def negative_log_posterior(
     task: torch.Tensor,
     y: torch.Tensor,
     slot: torch.Tensor | None = None,
+    extra_noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``-(log marginal likelihood + log prior) / n`` of the data under the module.
 
@@ -443,6 +464,7 @@ def negative_log_posterior(
         task: Task indices ``(n,)``.
         y: Standardized values ``(n,)``.
         slot: See ``TrainingData.slot``; None if every entry of ``x`` is observed.
+        extra_noise: Known extra variance of each row ``(n,)`` (see ``TrainingData.noise``).
     """
     n = len(y)
     filled = module.fill(x, slot)  # (n, d), part of the graph through the slot values
@@ -457,7 +479,8 @@ def negative_log_posterior(
         if own is not None:
             # On the target's rows the shared kernel carries B_TT - v; v goes with its own.
             row_task_cov = own.shared_task_covariance(row_task_cov)
-        covariance = kernel * row_task_cov + torch.diag(noise[task])
+        row_noise = noise[task] if extra_noise is None else noise[task] + extra_noise
+        covariance = kernel * row_task_cov + torch.diag(row_noise)
         if own is not None:
             covariance = own.add_block(covariance)
         cholesky = _cholesky_with_jitter(covariance)
@@ -575,6 +598,7 @@ def _optimize_hyperparameters(
     task: torch.Tensor,
     y: torch.Tensor,
     slot: torch.Tensor | None,
+    extra_noise: torch.Tensor,
     max_iter: int,
 ) -> float:
     """Runs L-BFGS-B on the module's parameters in place and returns the final loss."""
@@ -582,7 +606,7 @@ def _optimize_hyperparameters(
     def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         _assign_parameters(module, flat)
         module.zero_grad()
-        loss = negative_log_posterior(module, x, task, y, slot)
+        loss = negative_log_posterior(module, x, task, y, slot, extra_noise)
         loss.backward()
         grad = torch.cat(
             [
@@ -636,8 +660,9 @@ def fit_icm_gp(
     task = torch.as_tensor(data.task, dtype=torch.long, device=device)  # (n,)
     y = torch.as_tensor(data.y, dtype=torch.float64, device=device)  # (n,)
     slot = _slot_tensor(data, device)  # (n, d) or None
+    noise = torch.zeros_like(y) if data.noise is None else torch.as_tensor(data.noise).to(y)
     rows = slice(None) if fit_subset is None else torch.as_tensor(fit_subset, device=device)
-    fit_data = (x[rows], task[rows], y[rows], None if slot is None else slot[rows])
+    fit_data = (x[rows], task[rows], y[rows], None if slot is None else slot[rows], noise[rows])
 
     def fit_from(state: Mapping[str, Any] | None) -> tuple[ICMKernelModule, float]:
         module = ICMKernelModule(x.shape[1], data.n_tasks, rank, data.n_unknown, options)
@@ -658,7 +683,7 @@ def fit_icm_gp(
                 module, loss = min([(module, loss), fit_from(alternative)], key=lambda m: m[1])
             with torch.no_grad():
                 filled = module.fill(x, slot)
-            return ICMGaussianProcess(module, filled, task, y), module.state_dict()
+            return ICMGaussianProcess(module, filled, task, y, noise), module.state_dict()
         except (ModelFitError, RuntimeError, ValueError) as error:
             _logger.warning("GP fit failed (%s); retrying from default hyperparameters.", error)
             last_error = error

@@ -44,10 +44,12 @@ from optuna_metabo._proposal import canonical_rows
 from optuna_metabo._proposal import ConditionalView
 from optuna_metabo._proposal import EngineSettings
 from optuna_metabo._proposal import held_values
+from optuna_metabo._proposal import measured_rows
 from optuna_metabo._proposal import Proposal
 from optuna_metabo._proposal import ProposalEngine
 from optuna_metabo._proposal import single_thread
 from optuna_metabo._proposal import task_weights
+from optuna_metabo._pruned import UnfinishedRows
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._trial_attrs import SOURCE_MODEL
 from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
@@ -62,6 +64,9 @@ _REFERENCE_MARGIN = 0.1
 _MIN_FEASIBILITY = 0.5
 _GUARD_INTERVAL = 3
 _N_BEST = 3  # Per objective and prior, among the design candidates besides the front.
+# The Beta prior on (1 + rho) / 2 of the failure indicator's task correlations: a wall where
+# runs fail (out of memory at large batches) is expected to be shared by related tasks.
+_FAILURE_CORRELATION = (9.0, 1.0)
 
 
 @dataclass
@@ -70,14 +75,20 @@ class OutputData:
 
     Attributes:
         priors: The encoded prior tasks of this output, possibly none.
-        y: The target's values ``(n,)``, lower is better (at most zero is feasible for a
-            constraint); NaN where a trial did not record it.
+        y: The target's values at its completed trials ``(n,)``, lower is better (at most
+            zero is feasible for a constraint); NaN where a trial did not record it.
         is_constraint: Whether the output is a constraint.
+        unfinished: The target's pruned and failed trials, imputed as observations of this
+            objective (see ``_pruned``).
+        extra: Target rows beyond the completed trials, measured: inputs ``(e, d)`` and
+            values ``(e,)`` (the failure indicator of the pruned and failed trials).
     """
 
     priors: list[EncodedPrior]
     y: np.ndarray
     is_constraint: bool = False
+    unfinished: UnfinishedRows | None = None
+    extra: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class _Uninformed:
@@ -120,10 +131,10 @@ class _Fitted:
         return self.names.index(name) if name in self.names else self.target
 
     def standardized(self) -> np.ndarray:
-        """The target's values in the model's units ``(n_k,)``."""
+        """The target's measured values in the model's units ``(n_k,)``."""
         if self.data is None:
             return np.zeros(0)
-        return self.data.y[self.data.task == self.target]
+        return self.data.y[measured_rows(self.data, self.target)]
 
 
 def _zero_preserving_scale(
@@ -210,14 +221,20 @@ class _PriorPortfolio:
 
     Args:
         objectives: The fitted objectives.
-        constraints: The fitted constraints.
+        constraints: The fitted constraints (the failure indicator among them).
         space: The search space, to snap candidates onto it.
+        failure: The fitted failure indicator: each candidate is also weighted by its
+            probability of running through on the target.
     """
 
     def __init__(
-        self, objectives: list[_Fitted], constraints: list[_Fitted], space: SearchSpace
+        self,
+        objectives: list[_Fitted],
+        constraints: list[_Fitted],
+        space: SearchSpace,
+        failure: _Fitted | None = None,
     ) -> None:
-        self.objectives, self.constraints = objectives, constraints
+        self.objectives, self.constraints, self.failure = objectives, constraints, failure
         self.names = list(dict.fromkeys(n for f in objectives for n in f.names))
         # Each prior's configurations (snapped) and their posterior means ``(r, m)``.
         self._configs = {n: space.snap(np.clip(self._rows(n), 0.0, 1.0)) for n in self.names}
@@ -238,7 +255,7 @@ class _PriorPortfolio:
         """Prior ``name``'s configurations (held values filled in) ``(r, d)``."""
         for fitted in self.objectives:
             if name in fitted.names and fitted.data is not None:
-                return fitted.filled[fitted.data.task == fitted.task_of(name)]
+                return fitted.filled[measured_rows(fitted.data, fitted.task_of(name))]
         return np.zeros((0, 0))
 
     def _front(self, name: str, space: SearchSpace) -> np.ndarray:
@@ -280,6 +297,8 @@ class _PriorPortfolio:
                 self._means(name, x), self._means(name, tried), reference
             )
             total += weight * _feasibility(self.constraints, x, name) * gains / scale
+        if self.failure is not None:
+            total *= _feasibility([self.failure], x, None)
         return total
 
 
@@ -290,19 +309,31 @@ class MultiOutputEngine:
         settings: Knobs of the numeric core (constraints are scaled so that zero stays the
             feasibility bound, see ``_zero_preserving_scale``).
         n_objectives: Number of objectives.
-        n_constraints: Number of constraints.
+        n_constraints: Number of constraints, the failure indicator included.
+        failure: Whether the last constraint is the failure indicator.
     """
 
-    def __init__(self, settings: EngineSettings, n_objectives: int, n_constraints: int) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        n_objectives: int,
+        n_constraints: int,
+        failure: bool = False,
+    ) -> None:
         # With one GP per output, the guard's extra fits multiply: each output re-checks it
         # every few trials instead of every trial.
         settings = replace(settings, guard_interval=_GUARD_INTERVAL)
         self.settings = settings
         constraint_settings = replace(settings, output_transform=IDENTITY)
+        failure_settings = replace(constraint_settings, correlation_beta=_FAILURE_CORRELATION)
         self._engines = [ProposalEngine(settings) for _ in range(n_objectives)] + [
-            ProposalEngine(constraint_settings) for _ in range(n_constraints)
+            ProposalEngine(
+                failure_settings if failure and i == n_constraints - 1 else constraint_settings
+            )
+            for i in range(n_constraints)
         ]
         self.n_objectives = n_objectives
+        self.failure = failure
 
     def propose(
         self,
@@ -332,13 +363,15 @@ class MultiOutputEngine:
                 for engine, output in zip(self._engines, outputs)
             ]
             objectives, constraints = fitted[: self.n_objectives], fitted[self.n_objectives :]
-            portfolio = _PriorPortfolio(objectives, constraints, space)
+            failure = constraints[-1] if self.failure else None
+            portfolio = _PriorPortfolio(objectives, constraints, space, failure)
             others = np.concatenate([pending_x, unfinished_x]).reshape(-1, space.dim)
             taken = canonical_rows(space, np.concatenate([target_x, others]))
             fresh = portfolio.candidates[
                 rows_not_in(canonical_rows(space, portfolio.candidates), taken)
             ]
-            design = len(target_x) < self.settings.n_prior_design_trials
+            # The design counts every trial it has tried, pruned and failed ones too.
+            design = len(target_x) + len(unfinished_x) < self.settings.n_prior_design_trials
             if portfolio.names and design and len(fresh) > n_ahead:
                 tried = np.concatenate([target_x, others])
                 scores = portfolio.scores(fresh, tried, portfolio.weights(target_x))
@@ -350,7 +383,7 @@ class MultiOutputEngine:
                 )
                 replaced = [f.replaced for f in fitted if f.names or f.replaced]
                 source = SOURCE_TARGET_MODEL if replaced and all(replaced) else SOURCE_MODEL
-            return self._describe(objectives, constraints, len(target_x), x, value, source)
+            return self._describe(objectives, constraints, failure, x, value, source)
 
     def _fit(
         self,
@@ -362,12 +395,19 @@ class MultiOutputEngine:
     ) -> _Fitted:
         rows = np.isfinite(output.y)
         x, raw = target_x[rows], output.y[rows]
-        if not output.priors and len(raw) == 0:
+        if output.extra is not None:
+            x, raw_all = (
+                np.concatenate([x, output.extra[0]]),
+                np.concatenate([raw, output.extra[1]]),
+            )
+        else:
+            raw_all = raw
+        if not output.priors and len(raw_all) == 0:
             return _Fitted(_Uninformed(), 0, None, raw, rows, np.zeros((0, space.dim)))
-        priors, y = output.priors, raw
+        priors, y = output.priors, raw_all
         if output.is_constraint:
-            priors, y = _zero_preserving_scale(priors, raw)
-        model, data = engine.fit(priors, x, y)
+            priors, y = _zero_preserving_scale(priors, raw_all)
+        model, data = engine.fit(priors, x, y, output.unfinished)
         correlations = model.task_correlations()
         fitted = _Fitted(
             model,
@@ -380,7 +420,7 @@ class MultiOutputEngine:
             similarity={p.name: float(correlations[i]) for i, p in enumerate(priors)},
             held=held_values(model, priors),
         )
-        alone = engine.target_only_if_better(priors, model, data, x, y)
+        alone = engine.target_only_if_better(priors, model, data, x, y, output.unfinished)
         if alone is not None:
             model, data = alone
             fitted = replace(fitted, target=0, data=data, names=[], replaced=True)
@@ -451,7 +491,7 @@ class MultiOutputEngine:
         self,
         objectives: list[_Fitted],
         constraints: list[_Fitted],
-        n_target: int,
+        failure: _Fitted | None,
         x: np.ndarray,
         value: float,
         source: str,
@@ -468,8 +508,16 @@ class MultiOutputEngine:
         for fitted in objectives + constraints:
             similarity = {**fitted.similarity, **similarity}
             held = {**fitted.held, **held}
+        user_constraints = [f for f in constraints if f is not failure]
         feasibility = (
-            float(_feasibility(constraints, x[None, :], None)[0]) if constraints else math.nan
+            float(_feasibility(user_constraints, x[None, :], None)[0])
+            if user_constraints
+            else math.nan
+        )
+        failure_probability = (
+            1.0 - float(_feasibility([failure], x[None, :], None)[0])
+            if failure is not None
+            else math.nan
         )
         return Proposal(
             x=x,
@@ -482,6 +530,7 @@ class MultiOutputEngine:
             objective_means=np.array(means),
             objective_stds=np.array(stds),
             feasibility=feasibility,
+            failure_probability=failure_probability,
         )
 
 

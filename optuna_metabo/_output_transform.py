@@ -15,26 +15,39 @@ TRANSFORMS = ("standardize", "copula")
 IDENTITY = "identity"
 
 
-def transform_task_values(values: np.ndarray, kind: str) -> np.ndarray:
+def transform_task_values(
+    values: np.ndarray, kind: str, noise: np.ndarray | None = None
+) -> np.ndarray:
     """Maps one task's values ``(n,)`` (lower is better) to a standard scale.
 
     Args:
         values: Raw values, sign-flipped for minimization.
         kind: ``"standardize"`` (zero mean, unit variance), ``"copula"`` (ranks mapped through
             the normal quantile function, robust to outliers and skew) or ``IDENTITY``.
+        noise: Known extra variance of each value ``(n,)``; the scale comes from the measured
+            values (zero extra variance) alone, so imputed ones do not move it.
     """
+    return transform_task(values, np.zeros(len(values)) if noise is None else noise, kind)[0]
+
+
+def transform_task(
+    values: np.ndarray, noise: np.ndarray, kind: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``transform_task_values`` and the known extra variances ``(n,)`` in the new units."""
     if kind not in TRANSFORMS and kind != IDENTITY:
         raise ValueError(f"output_transform must be one of {TRANSFORMS}, not {kind!r}.")
     if len(values) == 0 or kind == IDENTITY:
-        return values.astype(float)
+        return values.astype(float), noise.astype(float)
+    measured = values[noise == 0] if (noise == 0).any() else values
+    std = float(np.std(measured))
+    std = std if std > 1e-12 else 1.0
     if kind == "copula":
         from scipy.special import ndtri  # SciPy's stats module takes ~0.5 s to import.
         from scipy.stats import rankdata
 
         quantiles = (rankdata(values) - 0.5) / len(values)
-        return ndtri(quantiles)
-    std = float(np.std(values))
-    return (values - np.mean(values)) / (std if std > 1e-12 else 1.0)
+        return ndtri(quantiles), noise / std**2
+    return (values - np.mean(measured)) / std, noise / std**2
 
 
 def affine_back(standardized: np.ndarray, raw: np.ndarray) -> tuple[float, float]:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 import math
 from typing import Any
 
@@ -28,6 +29,7 @@ from optuna.distributions import BaseDistribution
 
 from optuna_metabo._priors import PriorTask
 from optuna_metabo._priors import SkippedPrior
+from optuna_metabo._pruned import Curve
 
 
 MAX_OBJECTIVES = 4
@@ -50,6 +52,11 @@ class PriorStudy:
             trial that did not record that constraint.
         n_total: Number of trials in the study, of any state.
         distributions: Union of the distributions its trials used, by parameter name.
+        curves: The intermediate values of each completed trial (a single-objective study).
+        pruned_params: The parameters of each pruned trial.
+        pruned_curves: Their intermediate values.
+        failed_params: The parameters of each failed trial (a FAIL, or a NaN or infinite
+            value: a diverged run).
     """
 
     name: str
@@ -60,6 +67,10 @@ class PriorStudy:
     constraints: dict[str, np.ndarray]
     n_total: int
     distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+    curves: list[Curve] = field(default_factory=list)
+    pruned_params: list[dict[str, Any]] = field(default_factory=list)
+    pruned_curves: list[Curve] = field(default_factory=list)
+    failed_params: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -71,11 +82,20 @@ class TargetOutputs:
             otherwise).
         n_objectives: Number of objectives.
         constraint_keys: The keys of its constraints, in a stable order.
+        failure: Whether its failures are modelled (a target or prior trial failed): an
+            output after the constraints, the failure indicator (``+1`` failed, ``-1`` not),
+            which counts as a constraint.
     """
 
     metric_names: tuple[str, ...] | None
     n_objectives: int
     constraint_keys: tuple[str, ...] = ()
+    failure: bool = False
+
+    @property
+    def n_outputs(self) -> int:
+        """Objectives, constraints and the failure indicator."""
+        return self.n_objectives + len(self.constraint_keys) + int(self.failure)
 
     def objective_label(self, index: int) -> str:
         """The objective's metric name, else its position as text."""
@@ -139,8 +159,10 @@ def match_outputs(prior: PriorStudy, target: TargetOutputs) -> OutputMatch | Ski
 def output_tasks(
     prior: PriorStudy, match: OutputMatch, target: TargetOutputs
 ) -> list[PriorTask | None]:
-    """One single-output prior task per target output (objectives, then constraints), or None
-    where the prior has no matching metric or no finite value of it.
+    """One single-output prior task per target output (objectives, constraints, then the
+    failure indicator), or None where the prior has no matching metric or no finite value of
+    it. A single-objective prior's task of a single-objective target carries its curves and
+    its pruned and failed trials.
 
     Args:
         prior: The prior study.
@@ -161,7 +183,29 @@ def output_tasks(
         tasks.append(
             PriorTask(prior.name, params, values[finite], prior.n_total, prior.distributions)
         )
+    if target.n_objectives == 1 and prior.values.shape[1] == 1 and tasks[0] is not None:
+        tasks[0] = replace(
+            tasks[0],
+            curves=prior.curves,
+            pruned_params=prior.pruned_params,
+            pruned_curves=prior.pruned_curves,
+            failed_params=prior.failed_params,
+        )
+    if target.failure:  # A prior that never failed says nothing about where runs fail.
+        tasks.append(failure_task(prior) if prior.failed_params else None)
     return tasks
+
+
+def failure_task(prior: PriorStudy) -> PriorTask:
+    """The prior's failure indicator: ``+1`` at each failed trial, ``-1`` at the others.
+
+    Args:
+        prior: The prior study.
+    """
+    ran = prior.params + prior.pruned_params
+    params = ran + prior.failed_params
+    values = np.concatenate([-np.ones(len(ran)), np.ones(len(prior.failed_params))])
+    return PriorTask(prior.name, params, values, prior.n_total, prior.distributions)
 
 
 def prior_output_tasks(
@@ -177,8 +221,7 @@ def prior_output_tasks(
         The tasks per output, the studies skipped with their reasons, and how each used
         study's metrics were matched (see ``OutputMatch.describe``).
     """
-    n_outputs = target.n_objectives + len(target.constraint_keys)
-    per_output: list[list[PriorTask]] = [[] for _ in range(n_outputs)]
+    per_output: list[list[PriorTask]] = [[] for _ in range(target.n_outputs)]
     skipped: list[SkippedPrior] = []
     matched: dict[str, str] = {}
     for study in studies:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 import logging
 import math
+from typing import Any
 
 import numpy as np
 import optuna
@@ -23,6 +24,9 @@ from optuna_metabo._outputs import constraint_key_order
 from optuna_metabo._outputs import PriorStudy
 from optuna_metabo._outputs import trial_constraints
 from optuna_metabo._priors import SkippedPrior
+from optuna_metabo._pruned import Curve
+from optuna_metabo._pruned import curve_of
+from optuna_metabo._pruned import n_skipped
 from optuna_metabo._storages import open_storage
 from optuna_metabo._storages import PriorStudyError
 from optuna_metabo._storages import resolve_study_names
@@ -203,7 +207,12 @@ def usable_trials(
     trials: Sequence[FrozenTrial],
     metric_names: Sequence[str] | None = None,
 ) -> PriorStudy | SkippedPrior:
-    """The completed trials with finite values of a study, or why there are none.
+    """The completed trials with finite values of a study, with its pruned and failed trials,
+    or why it has no usable trial.
+
+    A COMPLETE trial with a NaN or infinite value counts as failed (a diverged run); a trial
+    that failed before suggesting any parameter is left out. NaN and infinite intermediate
+    values are left out of the curves, with one logged line per study.
 
     Args:
         name: The study name, for messages.
@@ -212,21 +221,50 @@ def usable_trials(
         metric_names: The study's metric names, if it set them.
     """
     signs = np.array([1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in directions])
-    params, values, constraints = [], [], []
-    distributions: dict[str, BaseDistribution] = {}
+    completed: list[FrozenTrial] = []
+    pruned: list[FrozenTrial] = []
+    failed: list[dict[str, Any]] = []
     for trial in trials:
         row = trial.values if trial.state == TrialState.COMPLETE and trial.values else None
-        if row is None or len(row) != len(signs) or not all(math.isfinite(v) for v in row):
-            continue
-        params.append(trial.params)
-        values.append(signs * np.asarray(row, dtype=float))
-        constraints.append(trial_constraints(trial.system_attrs))
-        distributions.update(trial.distributions)
-    if not values:
+        if row is not None and len(row) == len(signs) and all(math.isfinite(v) for v in row):
+            completed.append(trial)
+        elif trial.state == TrialState.PRUNED:
+            pruned.append(trial)
+        elif trial.state in (TrialState.FAIL, TrialState.COMPLETE) and trial.params:
+            failed.append(trial.params)
+    if not completed:
         return SkippedPrior(name, "it has no completed trial with finite values")
+    distributions: dict[str, BaseDistribution] = {}
+    for trial in completed + pruned:
+        distributions.update(trial.distributions)
+    constraints = [trial_constraints(t.system_attrs) for t in completed]
     keys = constraint_key_order([k for c in constraints for k in c])
-    by_key = {k: np.array([c.get(k, math.nan) for c in constraints]) for k in keys}
-    names = tuple(metric_names) if metric_names is not None else None
     return PriorStudy(
-        name, params, np.array(values), signs, names, by_key, len(trials), distributions
+        name,
+        [t.params for t in completed],
+        np.array([signs * np.asarray(t.values, dtype=float) for t in completed]),
+        signs,
+        tuple(metric_names) if metric_names is not None else None,
+        {k: np.array([c.get(k, math.nan) for c in constraints]) for k in keys},
+        len(trials),
+        distributions,
+        curves=_curves(name, completed),
+        pruned_params=[t.params for t in pruned],
+        pruned_curves=_curves(name, pruned),
+        failed_params=failed,
     )
+
+
+def _curves(name: str, trials: list[FrozenTrial]) -> list[Curve]:
+    """The trials' curves; logs once how many NaN or infinite intermediate values were left
+    out."""
+    curves = [curve_of(t.intermediate_values) for t in trials]
+    skipped = sum(n_skipped(t.intermediate_values, c) for t, c in zip(trials, curves))
+    if skipped:
+        _logger.warning(
+            "Prior study %r: %d NaN or infinite intermediate values are left out of its "
+            "learning curves.",
+            name,
+            skipped,
+        )
+    return curves

@@ -7,6 +7,7 @@ subsampled (``encode_task``). Nothing here reads a storage (see ``_prior_studies
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
+from optuna_metabo._pruned import Curve
+from optuna_metabo._pruned import EMPTY_CURVE
+from optuna_metabo._pruned import UnfinishedRows
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._subsample import subsample_indices
 
@@ -35,6 +39,10 @@ class PriorTask:
         values: Objective values, sign-flipped so that lower is better, shape ``(n,)``.
         n_total: Number of trials in the study, of any state.
         distributions: Union of the distributions its trials used, by parameter name.
+        curves: The intermediate values of each usable trial, if it has them.
+        pruned_params: The parameters of each pruned trial (see ``_pruned``).
+        pruned_curves: Their intermediate values.
+        failed_params: The parameters of each failed trial.
     """
 
     name: str
@@ -42,6 +50,10 @@ class PriorTask:
     values: np.ndarray
     n_total: int
     distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+    curves: list[Curve] = field(default_factory=list)
+    pruned_params: list[dict[str, Any]] = field(default_factory=list)
+    pruned_curves: list[Curve] = field(default_factory=list)
+    failed_params: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -95,6 +107,8 @@ class EncodedPrior:
         match: How its parameters line up with the target's.
         params: The parameters of a trial at each row, all of them (also those outside the
             target space).
+        unfinished: Its pruned and failed trials in the target space, or None (see
+            ``_pruned``).
     """
 
     name: str
@@ -105,6 +119,7 @@ class EncodedPrior:
     unknown_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     match: ParameterMatch = field(default_factory=ParameterMatch)
     params: list[dict[str, Any]] = field(default_factory=list)
+    unfinished: UnfinishedRows | None = None
 
 
 def match_parameters(
@@ -232,23 +247,62 @@ def encode_task(
         return match
     held = {n: defaults[n] for n, how in match.lacked.items() if how == LACKED_DEFAULT}
     kept = set(match.shared) | {n for n, how in match.extra.items() if how == EXTRA_FIXED}
-    rows, values, trial_params = [], [], []
-    for params, value in zip(task.params, task.values):
-        row = space.encode({**held, **{n: v for n, v in params.items() if n in kept}})
-        if row is not None:
-            rows.append(row)
-            values.append(value)
-            trial_params.append(params)
-    if not rows:
+
+    def encode(params: dict[str, Any]) -> np.ndarray | None:
+        return space.encode({**held, **{n: v for n, v in params.items() if n in kept}})
+
+    inside = [i for i, params in enumerate(task.params) if encode(params) is not None]
+    if not inside:
         return SkippedPrior(task.name, "none of its trials lies inside the target search space")
-    x, y, first = _merge_duplicates(np.array(rows), np.array(values))
+    rows = np.array([encode(task.params[i]) for i in inside])
+    x, y, first = _merge_duplicates(rows, task.values[inside])
     keep = subsample_indices(y, max_trials, rng)
     unknown = [name for name, how in match.lacked.items() if how == LACKED_UNKNOWN]
     columns = np.concatenate([space.columns_of(n) for n in unknown] or [np.zeros(0, np.int64)])
-    kept_params = [trial_params[first[i]] for i in keep]
+    kept_trials = [inside[first[i]] for i in keep]
+    curves = [task.curves[i] for i in kept_trials] if task.curves else []
     return EncodedPrior(
-        task.name, x[keep], y[keep], len(y), task.n_total, columns, match, kept_params
+        task.name,
+        x[keep],
+        y[keep],
+        len(y),
+        task.n_total,
+        columns,
+        match,
+        [task.params[i] for i in kept_trials],
+        _encode_unfinished(task, encode, x, curves, max_trials, rng),
     )
+
+
+def _encode_unfinished(
+    task: PriorTask,
+    encode: Callable[[dict[str, Any]], np.ndarray | None],
+    measured_x: np.ndarray,
+    curves: list[Curve],
+    max_trials: int,
+    rng: np.random.RandomState,
+) -> UnfinishedRows | None:
+    """The task's pruned and failed trials inside the target space and unlike any measured
+    row, at most ``max_trials`` of them (a seeded random subset), or None if it has none or
+    its completed trials lack curves."""
+    params = task.pruned_params + task.failed_params
+    if not params or len(curves) != len(measured_x):
+        return None
+    trial_curves = task.pruned_curves + [EMPTY_CURVE] * len(task.failed_params)
+    rows, kept_curves = [], []
+    for trial_params, curve in zip(params, trial_curves):
+        row = encode(trial_params)
+        if row is not None:
+            rows.append(row)
+            kept_curves.append(curve)
+    if not rows:
+        return None
+    x = np.array(rows)  # (m, d)
+    keys, measured = _row_keys(x), _row_keys(measured_x)
+    fresh = np.flatnonzero(~(keys[:, None, :] == measured[None, :, :]).all(axis=2).any(axis=1))
+    if len(fresh) > max_trials:
+        fresh = np.sort(rng.permutation(fresh)[:max_trials])
+    return UnfinishedRows(x[fresh], [kept_curves[i] for i in fresh], curves)
 
 
 def parameter_handling(prior: EncodedPrior, prior_defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -277,10 +331,18 @@ def _finite_or_none(value: Any) -> Any:
 def _merge_duplicates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Averages the values of equal rows (NaN equal to NaN): the rows ``(u, d)``, their mean
     values ``(u,)`` and the index of each one's first occurrence ``(u,)``."""
-    absent = -7.0  # outside every encoded range, so it stands for NaN while rows are compared
-    key = np.where(np.isnan(x), absent, np.round(x, 9))
-    unique_key, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    unique_key, first, inverse = np.unique(
+        _row_keys(x), axis=0, return_index=True, return_inverse=True
+    )
     inverse = inverse.reshape(-1)
     sums = np.bincount(inverse, weights=y, minlength=len(unique_key))
     counts = np.bincount(inverse, minlength=len(unique_key))
-    return np.where(unique_key == absent, np.nan, unique_key), sums / counts, first
+    return np.where(unique_key == _ABSENT, np.nan, unique_key), sums / counts, first
+
+
+_ABSENT = -7.0  # outside every encoded range, so it stands for NaN while rows are compared
+
+
+def _row_keys(x: np.ndarray) -> np.ndarray:
+    """Rows ``(n, d)`` rounded for comparison, NaN replaced by ``_ABSENT``."""
+    return np.where(np.isnan(x), _ABSENT, np.round(x, 9))

@@ -44,8 +44,10 @@ from optuna_metabo._optimize import evaluate
 from optuna_metabo._optimize import optimize_acquisition
 from optuna_metabo._optimize import rows_not_in
 from optuna_metabo._output_transform import affine_back
-from optuna_metabo._output_transform import transform_task_values
+from optuna_metabo._output_transform import transform_task
 from optuna_metabo._priors import EncodedPrior
+from optuna_metabo._pruned import impute_pruned
+from optuna_metabo._pruned import UnfinishedRows
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._subsample import subsample_indices
 from optuna_metabo._trial_attrs import SOURCE_MODEL
@@ -59,6 +61,7 @@ class EngineSettings:
 
     ``guard_interval`` is how many target trials a negative-transfer guard decision to keep
     the priors stands before it is checked again (see ``ProposalEngine.target_only_if_better``).
+    ``pruned_trials`` is how pruned trials become observations (see ``_pruned``).
     """
 
     rank: int = 1
@@ -71,11 +74,13 @@ class EngineSettings:
     device: str = "cpu"
     own_lengthscales: bool = True
     correlation_prior: bool = True
+    correlation_beta: tuple[float, float] = (2.5, 1.5)
     guard_interval: int = 1
+    pruned_trials: str = "curve"
 
     def model_options(self) -> ModelOptions:
         """The structural choices of the model."""
-        return ModelOptions(self.own_lengthscales, self.correlation_prior)
+        return ModelOptions(self.own_lengthscales, self.correlation_prior, self.correlation_beta)
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ class Proposal:
             units, lower is better ``(k,)``; NaN where the target's units are unknown.
         objective_stds: Their predicted standard deviations ``(k,)``.
         feasibility: With constraints, the predicted probability that ``x`` is feasible.
+        failure_probability: Where failures are modelled, the predicted probability that a
+            trial at ``x`` fails.
     """
 
     x: np.ndarray
@@ -130,19 +137,43 @@ class Proposal:
     objective_means: np.ndarray | None = None
     objective_stds: np.ndarray | None = None
     feasibility: float = math.nan
+    failure_probability: float = math.nan
+
+
+def _task_rows(
+    x: np.ndarray, y: np.ndarray, unfinished: UnfinishedRows | None, strategy: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One task's measured rows, then its pruned and failed trials imputed (see ``_pruned``):
+    inputs ``(r, d)``, values ``(r,)`` and known extra variances ``(r,)``, zero where measured."""
+    if unfinished is None or len(unfinished.x) == 0:
+        return x, y, np.zeros(len(y))
+    values, variances = impute_pruned(y, unfinished.completed_curves, unfinished.curves, strategy)
+    keep = np.isfinite(values)
+    return (
+        np.concatenate([x, unfinished.x[keep]]),
+        np.concatenate([y, values[keep]]),
+        np.concatenate([np.zeros(len(y)), variances[keep]]),
+    )
 
 
 def _training_data(
-    priors: list[EncodedPrior], target_x: np.ndarray, target_y: np.ndarray, transform: str
+    priors: list[EncodedPrior],
+    target_x: np.ndarray,
+    target_y: np.ndarray,
+    settings: EngineSettings,
+    target_unfinished: UnfinishedRows | None = None,
 ) -> TrainingData:
-    """Stacks priors (tasks ``0..P-1``) and the target (task ``P``); absent entries get slots.
+    """Stacks priors (tasks ``0..P-1``) and the target (task ``P``), each task's measured rows
+    first, then its imputed pruned and failed trials; absent entries get slots.
 
     A NaN is an inactive coordinate (slot = its column), except in a prior's unknown columns,
     where each (prior, column) pair gets an unknown-value slot of its own.
     """
-    xs = [p.x for p in priors] + [target_x]
-    ys = [transform_task_values(p.y, transform) for p in priors]
-    ys.append(transform_task_values(target_y, transform))
+    tasks = [(p.x, p.y, p.unfinished) for p in priors] + [(target_x, target_y, target_unfinished)]
+    rows = [_task_rows(*t, settings.pruned_trials) for t in tasks]
+    xs = [r[0] for r in rows]
+    scaled = [transform_task(y, noise, settings.output_transform) for _, y, noise in rows]
+    ys, noises = [v for v, _ in scaled], [n for _, n in scaled]
     task = np.concatenate([np.full(len(x), i) for i, x in enumerate(xs)])
     x = np.concatenate(xs)  # (n, d)
     dim = x.shape[1]
@@ -151,8 +182,20 @@ def _training_data(
     for k, (i, column) in enumerate(pairs):
         slot[task == i, column] = dim + k
     return TrainingData(
-        x=x, task=task, y=np.concatenate(ys), n_tasks=len(xs), slot=slot, n_unknown=len(pairs)
+        x=x,
+        task=task,
+        y=np.concatenate(ys),
+        n_tasks=len(xs),
+        slot=slot,
+        n_unknown=len(pairs),
+        noise=np.concatenate(noises),
     )
+
+
+def measured_rows(data: TrainingData, task: int) -> np.ndarray:
+    """Mask ``(n,)`` of the rows of ``task`` that are measured, not imputed."""
+    measured = data.task == task
+    return measured if data.noise is None else measured & (data.noise == 0)
 
 
 class ConditionalView:
@@ -218,7 +261,7 @@ def _prior_candidates(
     filled = model.x.detach().cpu().numpy()[: len(data.y)]  # (n, d)
     rows = []
     for t in range(data.n_tasks - 1):
-        index = np.flatnonzero(data.task == t)
+        index = np.flatnonzero(measured_rows(data, t))
         best = space.snap(np.clip(filled[index[np.argsort(data.y[index])[:per_task]]], 0, 1))
         rows.append(best)
         if len(space.fixed_columns):
@@ -290,8 +333,9 @@ def _portfolio(
     others it has tried or is trying ``(p, d)`` (running, pruned and failed)."""
     target = data.n_tasks - 1
     tasks = list(range(target))
-    target_x, target_y = data.x[data.task == target], data.y[data.task == target]
-    best = np.array([data.y[data.task == t].min() for t in tasks])  # (P,)
+    measured = measured_rows(data, target)
+    target_x, target_y = data.x[measured], data.y[measured]
+    best = np.array([data.y[measured_rows(data, t)].min() for t in tasks])  # (P,)
     tried = np.concatenate([target_x, others_x])
     means = _prior_means(model, tried, tasks)  # (n + p, P)
     covered = (means - best).min(axis=0) if len(tried) else np.full(len(tasks), np.inf)
@@ -313,7 +357,7 @@ def _held_value_restarts(
     correlation), and a warm start stays in whichever mode it found first; the marginal
     likelihood picks between the two.
     """
-    target = data.task == data.n_tasks - 1
+    target = measured_rows(data, data.n_tasks - 1)
     if state is None or data.slot is None or data.n_unknown == 0 or target.sum() < 2:
         return []
     best = data.x[target][np.argmin(data.y[target])]  # (d,)
@@ -413,28 +457,34 @@ class ProposalEngine:
         priors: list[EncodedPrior],
         target_x: np.ndarray,
         target_y: np.ndarray,
+        target_unfinished: UnfinishedRows | None = None,
     ) -> tuple[ICMGaussianProcess, TrainingData]:
         """Fits the ICM GP on priors (tasks ``0..P-1``) and the target (task ``P``).
 
         Args:
             priors: Encoded prior tasks.
-            target_x: Target inputs ``(n, d)``.
-            target_y: Target values ``(n,)``, lower is better.
+            target_x: Completed target inputs ``(n, d)``.
+            target_y: Their values ``(n,)``, lower is better.
+            target_unfinished: The target's pruned trials, imputed by ``settings.pruned_trials``.
         """
-        data = _training_data(priors, target_x, target_y, self.settings.output_transform)
+        data = _training_data(priors, target_x, target_y, self.settings, target_unfinished)
         model, self._state = self._fit(data, self._state, len(target_y))
         return model, data
 
     def fit_target_only(
-        self, target_x: np.ndarray, target_y: np.ndarray
+        self,
+        target_x: np.ndarray,
+        target_y: np.ndarray,
+        target_unfinished: UnfinishedRows | None = None,
     ) -> tuple[ICMGaussianProcess, TrainingData]:
         """Fits a GP on the target's trials alone (a single task), warm-started separately.
 
         Args:
-            target_x: Target inputs ``(n, d)``.
-            target_y: Target values ``(n,)``, lower is better.
+            target_x: Completed target inputs ``(n, d)``.
+            target_y: Their values ``(n,)``, lower is better.
+            target_unfinished: The target's pruned trials.
         """
-        data = _training_data([], target_x, target_y, self.settings.output_transform)
+        data = _training_data([], target_x, target_y, self.settings, target_unfinished)
         model, self._target_only_state = self._fit(data, self._target_only_state, len(target_y))
         return model, data
 
@@ -471,6 +521,7 @@ class ProposalEngine:
         unfinished_x: np.ndarray,
         rng: np.random.RandomState,
         n_ahead: int = 0,
+        target_unfinished: UnfinishedRows | None = None,
     ) -> Proposal:
         """Chooses the next target point.
 
@@ -485,16 +536,20 @@ class ProposalEngine:
             rng: Random source.
             n_ahead: Take the ``n_ahead``-th best point: the number of concurrent trials that are
                 being proposed right now but have not shared their point yet.
+            target_unfinished: The target's pruned trials, observations by
+                ``settings.pruned_trials``.
         """
         with single_thread():
-            model, data = self.fit(priors, target_x, target_y)
+            model, data = self.fit(priors, target_x, target_y, target_unfinished)
             correlations = model.task_correlations()
             similarity = {p.name: float(correlations[i]) for i, p in enumerate(priors)}
             held = held_values(model, priors)
             candidates = _prior_candidates(
                 model, data, self.settings.n_candidates_per_prior, space, rng
             )
-            alone = self.target_only_if_better(priors, model, data, target_x, target_y)
+            alone = self.target_only_if_better(
+                priors, model, data, target_x, target_y, target_unfinished
+            )
             if alone is not None:
                 model, data = alone
             target = data.n_tasks - 1
@@ -519,6 +574,7 @@ class ProposalEngine:
         data: TrainingData,
         target_x: np.ndarray,
         target_y: np.ndarray,
+        target_unfinished: UnfinishedRows | None = None,
     ) -> tuple[ICMGaussianProcess, TrainingData] | None:
         """A GP on the target alone, if it predicts the target's trials better than the ICM.
 
@@ -537,7 +593,7 @@ class ProposalEngine:
             self.settings.guard_interval
         ):
             return None
-        alone, alone_data = self.fit_target_only(target_x, target_y)
+        alone, alone_data = self.fit_target_only(target_x, target_y, target_unfinished)
         gain = alone.loo_log_likelihood(0) - model.loo_log_likelihood(data.n_tasks - 1)
         if gain > _TARGET_ONLY_MARGIN * len(target_y):
             self._kept_at = None
@@ -559,19 +615,20 @@ class ProposalEngine:
     ) -> tuple[np.ndarray, float, str]:
         s = self.settings
         target = data.n_tasks - 1
-        target_x = data.x[data.task == target]
+        measured = measured_rows(data, target)
+        target_x, target_y = data.x[measured], data.y[measured]
         others = np.concatenate([pending_x, unfinished_x]).reshape(-1, space.dim)
         taken = canonical_rows(space, np.concatenate([target_x, others]))
-        n_target = len(target_x)
-        target_y = data.y[data.task == target]
-        best = float(target_y.min()) if n_target else 0.0
+        best = float(target_y.min()) if len(target_y) else 0.0
+        # The design counts every trial it has tried, pruned and failed ones too.
+        n_tried = len(target_x) + len(unfinished_x)
         acqf = LogExpectedImprovement(model, target, best)
         free = _untuned_columns(priors, space.dim)
         if len(free) and len(candidates):
             candidates = _complete_untuned(acqf, candidates, free, space, rng)
         candidates = candidates[rows_not_in(canonical_rows(space, candidates), taken)]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
-        if priors and n_target < s.n_prior_design_trials and len(candidates) > n_ahead:
+        if priors and n_tried < s.n_prior_design_trials and len(candidates) > n_ahead:
             x, value = best_candidate(_portfolio(model, data, others), candidates, n_ahead)
             return x, value, SOURCE_PRIOR_DESIGN
         best_target = canonical_rows(space, target_x[np.argsort(target_y)[:3]])
@@ -609,11 +666,11 @@ class ProposalEngine:
         raw = (
             target_y if len(target_y) >= 2 else np.concatenate([p.y for p in priors] or [target_y])
         )
-        standardized = (
-            data.y[data.task == target] if len(target_y) >= 2 else (data.y[data.task != target])
-        )
+        measured = measured_rows(data, target)
+        prior_rows = (data.task != target) & (data.noise == 0 if data.noise is not None else True)
+        standardized = data.y[measured] if len(target_y) >= 2 else data.y[prior_rows]
         offset, scale = affine_back(standardized, raw)
-        target_standardized = data.y[data.task == target]
+        target_standardized = data.y[measured]
         # Before two target values the target's units are unknown: no prediction in them.
         known_units = len(target_y) >= 2
         return Proposal(

@@ -43,21 +43,24 @@ from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._target_space import learn_conditions
 from optuna_metabo._target_space import union_search_space
 from optuna_metabo._target_trials import encode_trials
+from optuna_metabo._target_trials import failure_rows
 from optuna_metabo._target_trials import metric_names
 from optuna_metabo._target_trials import n_constraints_before
-from optuna_metabo._target_trials import n_finished
+from optuna_metabo._target_trials import n_space_defining
 from optuna_metabo._target_trials import n_unshared_before
 from optuna_metabo._target_trials import objective_signs
 from optuna_metabo._target_trials import params_of
 from optuna_metabo._target_trials import target_outputs
 from optuna_metabo._target_trials import target_trials
 from optuna_metabo._target_trials import TargetTrials
+from optuna_metabo._target_trials import unfinished_rows
 from optuna_metabo._trial_attrs import SOURCE_FALLBACK
 from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
 from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
 from optuna_metabo._trial_attrs import SOURCE_STARTUP
 from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
 from optuna_metabo._trial_attrs import USER_ATTR_ACQUISITION
+from optuna_metabo._trial_attrs import USER_ATTR_FAILURE
 from optuna_metabo._trial_attrs import USER_ATTR_FEASIBILITY
 from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_MEAN
 from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_STD
@@ -222,8 +225,8 @@ class MetaBOSampler(BaseSampler):
         _check_objectives(study)
         # Pruned trials define the space too: under a pruner most trials are pruned.
         states = (TrialState.COMPLETE, TrialState.PRUNED)
-        finished = study._get_trials(deepcopy=False, states=states, use_cache=True)
-        return union_search_space([t.distributions for t in finished])
+        defining = study._get_trials(deepcopy=False, states=states, use_cache=True)
+        return union_search_space([t.distributions for t in defining])
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -244,7 +247,7 @@ class MetaBOSampler(BaseSampler):
         value = self._prior_values_of(study, trial).get(param_name, _MISSING)
         if value is not _MISSING and _contains(param_distribution, value):
             return value
-        if self._warn_independent_sampling and n_finished(study) > 0:
+        if self._warn_independent_sampling and n_space_defining(study) > 0:
             _logger.warning(
                 "Trial %d: parameter %r is outside the relative search space; it is sampled by "
                 "%s.",
@@ -321,7 +324,7 @@ class MetaBOSampler(BaseSampler):
     ) -> dict[str, Any]:
         history = target_trials(study, trial)
         space = self._search_space(study, search_space, history)
-        outputs = self._target_outputs(study, history.completed)
+        outputs = self._target_outputs(study, history)
         encoded = self._encoded_priors(study, space, outputs)
         n_done = len(history.completed)
         if not any(encoded[: outputs.n_objectives]) and n_done < self._n_startup_trials:
@@ -376,16 +379,17 @@ class MetaBOSampler(BaseSampler):
         self._latest = (trial.number, space, proposal)
         return params
 
-    def _target_outputs(self, study: Study, completed: list[FrozenTrial]) -> TargetOutputs:
+    def _target_outputs(self, study: Study, history: TargetTrials) -> TargetOutputs:
         """The target's outputs. Before any target trial recorded constraints, a sampler with
-        a ``constraints_func`` expects those the prior studies recorded."""
-        outputs = target_outputs(study, completed)
-        if outputs.constraint_keys or self._constraints_func is None:
-            return outputs
-        keys = constraint_key_order(
-            [k for p in self._load_priors(study)[0] for k in p.constraints]
-        )
-        return dataclasses.replace(outputs, constraint_keys=keys)
+        a ``constraints_func`` expects those the prior studies recorded. Failures are
+        modelled once a target or prior trial has failed."""
+        outputs = target_outputs(study, history.completed)
+        priors = self._load_priors(study)[0]
+        failure = bool(history.failed) or any(p.failed_params for p in priors)
+        keys = outputs.constraint_keys
+        if not keys and self._constraints_func is not None:
+            keys = constraint_key_order([k for p in priors for k in p.constraints])
+        return dataclasses.replace(outputs, constraint_keys=keys, failure=failure)
 
     def _search_space(
         self,
@@ -407,7 +411,7 @@ class MetaBOSampler(BaseSampler):
         prior configuration it re-uses. A trial that starts before any target trial finished
         takes all of them from the prior design (``_cold_start_params``).
         """
-        first = trial._trial_id not in self._prior_values and n_finished(study) == 0
+        first = trial._trial_id not in self._prior_values and n_space_defining(study) == 0
         if first and self._loader.has_priors:
             return self._cold_start_params(study, trial)
         return self._prior_values.get(trial._trial_id, {})
@@ -519,12 +523,19 @@ class MetaBOSampler(BaseSampler):
         # Pruned and failed configurations are never proposed again.
         unfinished_x, _ = encode_trials(space, history.unfinished)
         n_ahead = n_unshared_before(history.running, trial)
+        # A single objective learns from the pruned and failed trials (none with several).
+        unfinished = unfinished_rows(space, history)
+        unfinished = unfinished if outputs.n_objectives == 1 else None
         engine = self._engine_for(outputs)
         if isinstance(engine, MultiOutputEngine):
             data = [
                 OutputData(priors, target_y[:, i], i >= outputs.n_objectives)
-                for i, priors in enumerate(encoded)
+                for i, priors in enumerate(encoded[: target_y.shape[1]])
             ]
+            data[0] = dataclasses.replace(data[0], unfinished=unfinished)
+            if outputs.failure:
+                extra = failure_rows(space, history.pruned, history.failed)
+                data.append(OutputData(encoded[-1], -np.ones(len(target_x)), True, extra=extra))
             proposal = engine.propose(
                 space, data, target_x, pending_x, unfinished_x, self._rng, n_ahead
             )
@@ -538,6 +549,7 @@ class MetaBOSampler(BaseSampler):
                 unfinished_x,
                 self._rng,
                 n_ahead,
+                unfinished,
             )
         self._summary["task_similarity"] = proposal.similarity
         self._record_held_values(space, proposal.held_values)
@@ -550,14 +562,16 @@ class MetaBOSampler(BaseSampler):
         from optuna_metabo._proposal import EngineSettings
         from optuna_metabo._proposal import ProposalEngine
 
-        key = (outputs.n_objectives, outputs.constraint_keys)
+        key = (outputs.n_objectives, outputs.constraint_keys, outputs.failure)
         if self._engine is None or self._engine[0] != key:
             settings = EngineSettings(**self._engine_kwargs)
-            n_constraints = len(outputs.constraint_keys)
+            n_constraints = len(outputs.constraint_keys) + int(outputs.failure)
             engine: ProposalEngine | MultiOutputEngine = (
                 ProposalEngine(settings)
-                if key == (1, ())
-                else MultiOutputEngine(settings, outputs.n_objectives, n_constraints)
+                if key == (1, (), False)
+                else MultiOutputEngine(
+                    settings, outputs.n_objectives, n_constraints, outputs.failure
+                )
             )
             self._engine = (key, engine)
         return self._engine[1]
@@ -568,6 +582,7 @@ class MetaBOSampler(BaseSampler):
         attrs = {
             **_prediction_attrs(study, proposal),
             USER_ATTR_FEASIBILITY: proposal.feasibility,
+            USER_ATTR_FAILURE: proposal.failure_probability,
             USER_ATTR_ACQUISITION: proposal.acquisition,
             USER_ATTR_SOURCE: proposal.source,
         }

@@ -24,6 +24,9 @@ from optuna_metabo._outputs import CONSTRAINTS_KEY
 from optuna_metabo._outputs import TargetOutputs
 from optuna_metabo._outputs import trial_constraints
 from optuna_metabo._prior_studies import study_metric_names
+from optuna_metabo._pruned import curve_of
+from optuna_metabo._pruned import EMPTY_CURVE
+from optuna_metabo._pruned import UnfinishedRows
 from optuna_metabo._search_space import SearchSpace
 from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
 
@@ -64,8 +67,10 @@ def target_outputs(study: Study, completed: list[FrozenTrial]) -> TargetOutputs:
     return TargetOutputs(tuple(names) if names else None, len(study.directions), keys)
 
 
-def n_finished(study: Study) -> int:
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+def n_space_defining(study: Study) -> int:
+    """The trials that define the relative search space: complete and pruned ones (a trial
+    that failed may not have suggested every parameter)."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
     return len(study._get_trials(deepcopy=False, states=states, use_cache=True))
 
 
@@ -155,18 +160,59 @@ def encode_trials(
     """Normalized inputs ``(n, d)`` and outputs ``(n, k + c)`` of the trials inside ``space``:
     objective values times ``signs`` (lower is better), then constraint values (NaN where a
     trial did not record one). Without ``signs``, no outputs (pending trials)."""
-    rows, outputs = [], []
+    x, inside = _encode_inside(space, trials)
+    n_outputs = 0 if signs is None else len(signs) + len(constraint_keys)
+    outputs = []
+    for trial in inside if signs is not None else []:
+        constraints = trial_constraints(trial.system_attrs)
+        recorded = [constraints.get(k, math.nan) for k in constraint_keys]
+        outputs.append(np.concatenate([signs * np.asarray(trial.values), recorded]))
+    return x, np.array(outputs).reshape(len(inside), n_outputs)
+
+
+def _encode_inside(
+    space: SearchSpace, trials: list[FrozenTrial]
+) -> tuple[np.ndarray, list[FrozenTrial]]:
+    """Normalized inputs ``(n, d)`` of the trials inside ``space``, and those trials."""
+    rows, inside = [], []
     for trial in trials:
         row = space.encode({**space.fixed_values, **params_of(trial)})
-        if row is None:
-            continue
-        rows.append(np.clip(row, 0.0, 1.0))
-        if signs is not None:
-            constraints = trial_constraints(trial.system_attrs)
-            recorded = [constraints.get(k, math.nan) for k in constraint_keys]
-            outputs.append(np.concatenate([signs * np.asarray(trial.values), recorded]))
+        if row is not None:
+            rows.append(np.clip(row, 0.0, 1.0))
+            inside.append(trial)
     x = np.array(rows).reshape(len(rows), space.dim)
     # A shared branch value that the trial's parent choice switches off is not used.
     x[space.inactive_mask(np.nan_to_num(x, nan=0.5))] = np.nan
-    n_outputs = 0 if signs is None else len(signs) + len(constraint_keys)
-    return x, np.array(outputs).reshape(len(rows), n_outputs)
+    return x, inside
+
+
+def unfinished_rows(space: SearchSpace, history: TargetTrials) -> UnfinishedRows | None:
+    """The target's pruned trials with their curves, then its failed ones with none, and the
+    completed trials' curves (in the order of ``encode_trials``'s rows); None if there are no
+    pruned or failed trials.
+
+    Args:
+        space: The target space.
+        history: The target's trials.
+    """
+    x, inside = _encode_inside(space, history.pruned + history.failed)
+    if not inside:
+        return None
+    _, measured = _encode_inside(space, history.completed)
+    failed = {t.number for t in history.failed}
+    return UnfinishedRows(
+        x,
+        [EMPTY_CURVE if t.number in failed else curve_of(t.intermediate_values) for t in inside],
+        [curve_of(t.intermediate_values) for t in measured],
+    )
+
+
+def failure_rows(
+    space: SearchSpace, pruned: list[FrozenTrial], failed: list[FrozenTrial]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The failure indicator beyond the completed trials: inputs ``(e, d)`` of the pruned and
+    failed trials, and ``-1`` for each pruned one, ``+1`` for each failed one ``(e,)``."""
+    x_pruned, _ = _encode_inside(space, pruned)
+    x_failed, _ = _encode_inside(space, failed)
+    y = np.concatenate([-np.ones(len(x_pruned)), np.ones(len(x_failed))])
+    return np.concatenate([x_pruned, x_failed]), y

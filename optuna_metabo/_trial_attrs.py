@@ -15,6 +15,9 @@ USER_ATTR_ACQUISITION = "metabo:acquisition_value"
 # ``"metabo:predicted_mean:<metric name or position>"``. With constraints, the predicted
 # probability that the trial is feasible.
 USER_ATTR_FEASIBILITY = "metabo:feasibility"
+# Once a target or prior trial has failed (an exception, NaN or infinite value), the predicted
+# probability that the suggested trial fails: the failure model steered it.
+USER_ATTR_FAILURE = "metabo:failure_probability"
 USER_ATTR_SOURCE = "metabo:source"
 # System attribute holding the point a worker chose, shared with the other workers before the
 # objective suggests it (JSON of the parameters).
