@@ -289,12 +289,14 @@ def _encode_unfinished(
     if not params or len(curves) != len(measured_x):
         return None
     trial_curves = task.pruned_curves + [EMPTY_CURVE] * len(task.failed_params)
-    rows, kept_curves = [], []
-    for trial_params, curve in zip(params, trial_curves):
+    is_failed = [False] * len(task.pruned_params) + [True] * len(task.failed_params)
+    rows, kept_curves, kept_failed = [], [], []
+    for trial_params, curve, failed in zip(params, trial_curves, is_failed):
         row = encode(trial_params)
         if row is not None:
             rows.append(row)
             kept_curves.append(curve)
+            kept_failed.append(failed)
     if not rows:
         return None
     x = np.array(rows)  # (m, d)
@@ -302,7 +304,9 @@ def _encode_unfinished(
     fresh = np.flatnonzero(~(keys[:, None, :] == measured[None, :, :]).all(axis=2).any(axis=1))
     if len(fresh) > max_trials:
         fresh = np.sort(rng.permutation(fresh)[:max_trials])
-    return UnfinishedRows(x[fresh], [kept_curves[i] for i in fresh], curves)
+    return UnfinishedRows(
+        x[fresh], [kept_curves[i] for i in fresh], curves, np.array(kept_failed)[fresh]
+    )
 
 
 def parameter_handling(prior: EncodedPrior, prior_defaults: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,8 @@ memory, a NaN loss) at none. What they say about their configurations depends on
 - ``"rank"``: TPE's rule: a pruned trial ranks below every completed one, and one pruned
   earlier below one pruned later. It is imputed beyond the worst completed value by a quarter
   to three quarters of their standard deviation (latest to earliest step), with a variance of
-  half that deviation squared.
-  A failed trial always takes this rule, below every pruned one.
+  half that deviation squared. A failed trial always takes this rule, a whole deviation
+  beyond the worst completed value, below every pruned one.
 - ``"ignore"``: pruned and failed trials are no observations (they are still never proposed
   again, and failures still have their own model, see ``_multi_output``).
 
@@ -74,15 +74,17 @@ class UnfinishedRows:
     every pruned one, as if it had been pruned before its first step.
 
     Attributes:
-        x: Inputs of its pruned, then failed trials ``(m, d)``.
+        x: Inputs of its pruned and failed trials ``(m, d)``.
         curves: Their curves, one per row of ``x``.
         completed_curves: The curves of the task's completed trials, one per measured row
             (in row order).
+        failed: Which rows are failed trials ``(m,)``; the others were pruned.
     """
 
     x: np.ndarray
     curves: list[Curve]
     completed_curves: list[Curve]
+    failed: np.ndarray
 
 
 def curve_of(intermediate_values: Mapping[int, float]) -> Curve:
@@ -135,18 +137,17 @@ def impute_pruned(
 
 
 def _rank_rule(final: np.ndarray, pruned: list[Curve]) -> tuple[np.ndarray, np.ndarray]:
-    """TPE's rule as values: beyond the worst completed value, earlier steps worse."""
+    """TPE's rule as values: beyond the worst completed value by a quarter (latest step) to
+    three quarters (earliest) of their standard deviation, a whole one without any step."""
     spread = float(np.std(final)) or 1.0
-    steps = np.array([(c.last() or (-np.inf, 0.0))[0] for c in pruned])  # (m,)
-    finite = np.isfinite(steps)
-    position = np.ones(len(steps))  # 1: the earliest step (or none reported), 0: the latest
-    if finite.any() and np.ptp(steps[finite]) > 0:
-        low, high = steps[finite].min(), steps[finite].max()
-        position[finite] = (high - steps[finite]) / (high - low)
-    elif finite.any():
-        position[finite] = 0.0
-    values = float(np.max(final)) + spread * (0.25 + 0.5 * position)
-    return values, np.full(len(pruned), (0.5 * spread) ** 2)
+    steps = np.array([(c.last() or (np.nan, 0.0))[0] for c in pruned])  # (m,)
+    reported = np.isfinite(steps)
+    offset = np.ones(len(steps))
+    if reported.any():
+        low, high = steps[reported].min(), steps[reported].max()
+        earliness = (high - steps[reported]) / (high - low) if high > low else 0.0
+        offset[reported] = 0.25 + 0.5 * earliness
+    return float(np.max(final)) + spread * offset, np.full(len(pruned), (0.5 * spread) ** 2)
 
 
 def _curve_fit(

@@ -622,6 +622,7 @@ class MetaBOSampler(BaseSampler):
                 "n_trials_used": int(len(p.y)),
                 "n_trials_usable": int(p.n_available),
                 "n_trials_total": int(p.n_total),
+                **_unfinished_counts(p),
                 **parameter_handling(p, self._prior_defaults),
                 **({"outputs": matched.get(p.name, "")} if several else {}),
             }
@@ -709,6 +710,12 @@ def _prediction_attrs(study: Study, proposal: Proposal) -> dict[str, Any]:
         attrs[f"{USER_ATTR_PREDICTED_MEAN}:{name}"] = float(signs[i] * proposal.objective_means[i])
         attrs[f"{USER_ATTR_PREDICTED_STD}:{name}"] = proposal.objective_stds[i]  # type: ignore[index]
     return attrs
+
+
+def _unfinished_counts(prior: EncodedPrior) -> dict[str, int]:
+    """How many pruned and failed trials of a prior the model is given."""
+    failed = prior.unfinished.failed if prior.unfinished is not None else np.zeros(0, bool)
+    return {"n_pruned_used": int((~failed).sum()), "n_failed_used": int(failed.sum())}
 
 
 def _closest_prior_params(priors: list[EncodedPrior], x: np.ndarray) -> dict[str, Any]:

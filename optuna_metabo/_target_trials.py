@@ -199,11 +199,12 @@ def unfinished_rows(space: SearchSpace, history: TargetTrials) -> UnfinishedRows
     if not inside:
         return None
     _, measured = _encode_inside(space, history.completed)
-    failed = {t.number for t in history.failed}
+    failed = np.array([t.state != TrialState.PRUNED for t in inside])
     return UnfinishedRows(
         x,
-        [EMPTY_CURVE if t.number in failed else curve_of(t.intermediate_values) for t in inside],
+        [EMPTY_CURVE if f else curve_of(t.intermediate_values) for t, f in zip(inside, failed)],
         [curve_of(t.intermediate_values) for t in measured],
+        failed,
     )
 
 
