@@ -45,6 +45,7 @@ from optuna_metabo._proposal import ConditionalView
 from optuna_metabo._proposal import EngineSettings
 from optuna_metabo._proposal import held_values
 from optuna_metabo._proposal import measured_rows
+from optuna_metabo._proposal import n_imputed
 from optuna_metabo._proposal import Proposal
 from optuna_metabo._proposal import ProposalEngine
 from optuna_metabo._proposal import single_thread
@@ -519,8 +520,10 @@ class MultiOutputEngine:
             if failure is not None
             else math.nan
         )
+        first = objectives[0]
         return Proposal(
             x=x,
+            n_imputed=n_imputed(first.data, first.target) if first.data is not None else 0,
             mean=means[0],
             std=stds[0],
             acquisition=value,

@@ -11,7 +11,7 @@ Phases, by the number ``n`` of completed target trials:
   configurations already tried are poor, with prior tasks weighted by how well they rank the
   target's results so far.
 - afterwards: log expected improvement on the target, maximized over the whole space with
-  starts at the best prior and target configurations. From ``_MIN_TRIALS_FOR_MODEL_CHOICE``
+  starts at the best prior and target configurations. From ``EngineSettings.guard_start``
   target trials on, a GP on the target alone replaces the ICM for the trial whenever it
   predicts the target's own trials clearly better (leave-one-out, by more than
   ``_TARGET_ONLY_MARGIN`` nats per trial): a guard against negative transfer.
@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 import math
 from typing import Any
 
@@ -62,6 +63,10 @@ class EngineSettings:
     ``guard_interval`` is how many target trials a negative-transfer guard decision to keep
     the priors stands before it is checked again (see ``ProposalEngine.target_only_if_better``).
     ``pruned_trials`` is how pruned trials become observations (see ``_pruned``).
+    ``design_branches``: the design re-uses the categorical choices that won on the priors
+    before repeating one. ``mislead_log_odds``: once the log odds that some prior ranks the
+    target's results (against a random ranking, ``ranking_log_odds``) fall below minus this,
+    the design ends and the task correlations lose their positive prior.
     """
 
     rank: int = 1
@@ -76,7 +81,10 @@ class EngineSettings:
     correlation_prior: bool = True
     correlation_beta: tuple[float, float] = (2.5, 1.5)
     guard_interval: int = 1
+    guard_start: int = 10
     pruned_trials: str = "curve"
+    design_branches: bool = False
+    mislead_log_odds: float | None = None
 
     def model_options(self) -> ModelOptions:
         """The structural choices of the model."""
@@ -124,6 +132,8 @@ class Proposal:
         feasibility: With constraints, the predicted probability that ``x`` is feasible.
         failure_probability: Where failures are modelled, the predicted probability that a
             trial at ``x`` fails.
+        n_imputed: How many of the target's pruned and failed trials the model used as
+            pseudo-observations (see ``_pruned``).
     """
 
     x: np.ndarray
@@ -138,6 +148,12 @@ class Proposal:
     objective_stds: np.ndarray | None = None
     feasibility: float = math.nan
     failure_probability: float = math.nan
+    n_imputed: int = 0
+
+
+def n_imputed(data: TrainingData, task: int) -> int:
+    """How many rows of ``task`` are pseudo-observations (imputed pruned or failed trials)."""
+    return int(((data.task == task) & ~measured_rows(data, task)).sum())
 
 
 def _task_rows(
@@ -288,7 +304,6 @@ def _prior_mean_minimizer(
 
 
 _PAIR_AGREEMENT = 0.75
-_MIN_TRIALS_FOR_MODEL_CHOICE = 10
 # Nats per target trial by which the target-only GP's leave-one-out log density must beat the
 # ICM's. The ICM's shared hyperparameters fit the target a little worse even where the priors
 # help (on LCBench by 0.1-0.6 nats per trial), so only a clear gap means they mislead.
@@ -304,6 +319,33 @@ def _prior_means(model: ConditionalView, x: np.ndarray, tasks: list[int]) -> np.
         return np.stack([model.posterior(points, t)[0].cpu().numpy() for t in tasks], axis=1)
 
 
+def _pair_counts(prior_means: np.ndarray, target_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How many pairs of target trials each prior task orders as the target did, and how many
+    the other way: ``(P,)`` each (tied target pairs count in neither)."""
+    i, j = np.triu_indices(len(target_y), k=1)
+    target_order = np.sign(target_y[i] - target_y[j])  # (pairs,)
+    prior_order = np.sign(prior_means[i] - prior_means[j])  # (pairs, P)
+    ordered = target_order[:, None] != 0
+    n_agree = ((prior_order == target_order[:, None]) & ordered).sum(axis=0)
+    n_disagree = ((prior_order == -target_order[:, None]) & ordered).sum(axis=0)
+    return n_agree, n_disagree
+
+
+def ranking_log_odds(prior_means: np.ndarray, target_y: np.ndarray) -> float:
+    """Log odds that one of the prior tasks ranks the target's trials as the target did, with
+    each pair right with probability ``_PAIR_AGREEMENT``, against a random ranking (each pair
+    right with probability one half); the prior tasks are equally likely a priori.
+
+    Args:
+        prior_means: Prior tasks' posterior means at the target's trials ``(n, P)``.
+        target_y: The target's values ``(n,)``, lower is better.
+    """
+    n_agree, n_disagree = _pair_counts(prior_means, target_y)
+    log_each = n_agree * math.log(_PAIR_AGREEMENT) + n_disagree * math.log(1 - _PAIR_AGREEMENT)
+    log_random = (n_agree + n_disagree) * math.log(0.5)
+    return float(np.logaddexp.reduce(log_each - log_random) - math.log(len(log_each)))
+
+
 def task_weights(prior_means: np.ndarray, target_y: np.ndarray) -> np.ndarray:
     """How likely each prior task is to rank the target's trials as the target did: ``(P,)``.
 
@@ -315,12 +357,7 @@ def task_weights(prior_means: np.ndarray, target_y: np.ndarray) -> np.ndarray:
         prior_means: Prior tasks' posterior means at the target's trials ``(n, P)``.
         target_y: The target's values ``(n,)``, lower is better.
     """
-    i, j = np.triu_indices(len(target_y), k=1)
-    target_order = np.sign(target_y[i] - target_y[j])  # (pairs,)
-    prior_order = np.sign(prior_means[i] - prior_means[j])  # (pairs, P)
-    ordered = target_order[:, None] != 0  # Tied target pairs say nothing.
-    n_agree = ((prior_order == target_order[:, None]) & ordered).sum(axis=0)  # (P,)
-    n_disagree = ((prior_order == -target_order[:, None]) & ordered).sum(axis=0)  # (P,)
+    n_agree, n_disagree = _pair_counts(prior_means, target_y)
     log_weight = n_agree * math.log(_PAIR_AGREEMENT) + n_disagree * math.log(1 - _PAIR_AGREEMENT)
     weight = np.exp(log_weight - log_weight.max())
     return weight / weight.sum()
@@ -401,6 +438,36 @@ def _complete_untuned(
     return np.unique(best, axis=0)
 
 
+def _first_of_their_branches(
+    space: SearchSpace,
+    candidates: np.ndarray,
+    data: TrainingData,
+    model: ConditionalView,
+    tried: np.ndarray,
+) -> np.ndarray:
+    """The candidates ``(k, d)`` that take a categorical choice some prior's best
+    configuration took and no tried configuration ``(t, d)`` took yet; all of them if none
+    does. Over a branch choice, the design covers the branches that won on the priors."""
+    filled = model.x.detach().cpu().numpy()[: len(data.y)]
+    incumbents = []
+    for task in range(data.n_tasks - 1):
+        rows = np.flatnonzero(measured_rows(data, task))
+        incumbents.append(filled[rows[np.argmin(data.y[rows])]])
+    keep = np.zeros(len(candidates), dtype=bool)
+    for columns in space.categorical_columns():
+        uncovered = set(_choices(np.array(incumbents), columns)) - set(_choices(tried, columns))
+        uncovered.discard(-1)
+        keep |= np.isin(_choices(candidates, columns), list(uncovered))
+    return candidates[keep] if keep.any() else candidates
+
+
+def _choices(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The chosen index of a one-hot categorical parameter in each row ``(n,)``; -1 where it
+    is absent or inactive."""
+    block = np.nan_to_num(rows[:, columns], nan=-1.0).reshape(len(rows), len(columns))
+    return np.where(block.max(axis=1) > 0.5, block.argmax(axis=1), -1)
+
+
 def canonical_rows(space: SearchSpace, rows: np.ndarray) -> np.ndarray:
     """Rows ``(n, d)`` with every absent or inactive coordinate at 0.5, so that two rows that
     differ only where the objective does not look compare equal."""
@@ -451,6 +518,9 @@ class ProposalEngine:
         self._target_only_state: Mapping[str, Any] | None = None
         # The number of target trials at the last guard check that kept the priors.
         self._kept_at: int | None = None
+        # Whether the target's results said the priors mislead at the last proposal: the next
+        # fits then let the task correlations go negative (see ``settings.mislead_log_odds``).
+        self._misled = False
 
     def fit(
         self,
@@ -493,8 +563,11 @@ class ProposalEngine:
     ) -> tuple[ICMGaussianProcess, dict[str, Any]]:
         s = self.settings
         rank = min(s.rank, data.n_tasks)  # IndexKernel needs rank <= tasks (none before priors).
+        options = s.model_options()
+        if self._misled:
+            options = replace(options, correlation_prior=False)
         state = compatible_state(
-            previous, data.x.shape[1], data.n_tasks, rank, data.n_unknown, s.model_options()
+            previous, data.x.shape[1], data.n_tasks, rank, data.n_unknown, options
         )
         subset = _fit_subset(data, s.max_fit_points)
         # One target point says nothing about how the target relates to the priors (it is
@@ -508,7 +581,7 @@ class ProposalEngine:
             max_iter=max_iter,
             device=s.device,
             alternative_states=_held_value_restarts(data, state, rank),
-            options=s.model_options(),
+            options=options,
         )
 
     def propose(
@@ -557,6 +630,8 @@ class ProposalEngine:
                 pending = torch.as_tensor(pending_x, device=self.settings.device)
                 model = model.condition_on(pending, target)
             view = ConditionalView(model, space)
+            if alone is None:
+                self._misled = self._priors_mislead(view, data)
             x, acquisition, source = self._choose(
                 space, view, data, priors, candidates, pending_x, unfinished_x, rng, n_ahead
             )
@@ -565,6 +640,7 @@ class ProposalEngine:
                 view, data, priors, target_y, similarity, x, acquisition, source
             )
             proposal.held_values = held
+            proposal.n_imputed = n_imputed(data, data.n_tasks - 1)
             return proposal
 
     def target_only_if_better(
@@ -582,11 +658,11 @@ class ProposalEngine:
         values. This guards against negative transfer: when the priors mislead, the ICM
         predicts the target's own trials far worse than a GP on them alone (by more than
         ``_TARGET_ONLY_MARGIN`` nats per trial), and the model phase goes on without the
-        priors. Before ``_MIN_TRIALS_FOR_MODEL_CHOICE`` target trials the comparison is too
+        priors. Before ``settings.guard_start`` target trials the comparison is too
         noisy and the ICM is kept. A decision to keep the ICM stands for
         ``settings.guard_interval`` target trials.
         """
-        n_needed = max(_MIN_TRIALS_FOR_MODEL_CHOICE, self.settings.n_prior_design_trials)
+        n_needed = max(self.settings.guard_start, self.settings.n_prior_design_trials)
         if not priors or len(target_y) < n_needed:
             return None
         if self._kept_at is not None and 0 <= len(target_y) - self._kept_at < (
@@ -600,6 +676,18 @@ class ProposalEngine:
             return alone, alone_data
         self._kept_at = len(target_y)
         return None
+
+    def _priors_mislead(self, model: ConditionalView, data: TrainingData) -> bool:
+        """Whether the target's results say that no prior task ranks them better than chance,
+        by more than ``settings.mislead_log_odds`` (see ``ranking_log_odds``)."""
+        threshold = self.settings.mislead_log_odds
+        target = data.n_tasks - 1
+        measured = measured_rows(data, target)
+        if threshold is None or target == 0 or measured.sum() < 2:
+            return False
+        points = model.x.detach().cpu().numpy()[: len(data.y)][measured]
+        means = _prior_means(model, points, list(range(target)))
+        return ranking_log_odds(means, data.y[measured]) < -threshold
 
     def _choose(
         self,
@@ -628,7 +716,11 @@ class ProposalEngine:
             candidates = _complete_untuned(acqf, candidates, free, space, rng)
         candidates = candidates[rows_not_in(canonical_rows(space, candidates), taken)]
         # With fewer candidates than concurrent proposals, the whole space is searched instead.
-        if priors and n_tried < s.n_prior_design_trials and len(candidates) > n_ahead:
+        design = priors and n_tried < s.n_prior_design_trials and not self._misled
+        if design and len(candidates) > n_ahead:
+            if s.design_branches:
+                tried = np.concatenate([target_x, others])
+                candidates = _first_of_their_branches(space, candidates, data, model, tried)
             x, value = best_candidate(_portfolio(model, data, others), candidates, n_ahead)
             return x, value, SOURCE_PRIOR_DESIGN
         best_target = canonical_rows(space, target_x[np.argsort(target_y)[:3]])

@@ -198,7 +198,12 @@ class MetaBOSampler(BaseSampler):
         self._prior_values: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._warn_independent_sampling = warn_independent_sampling
-        self._summary: dict[str, Any] = {"used": [], "skipped": [], "task_similarity": {}}
+        self._summary: dict[str, Any] = {
+            "used": [],
+            "skipped": [],
+            "task_similarity": {},
+            "target_unfinished_used": 0,
+        }
         self._summary_logged = False
         # The latest model proposal (trial number, search space, proposal): the slice plot of
         # ``DashboardCallback`` shows the very GP that chose it.
@@ -286,10 +291,14 @@ class MetaBOSampler(BaseSampler):
         """What the sampler used from the priors, as plain data.
 
         Returns:
-            ``{"used": [{"study_name", "n_trials_used", "n_trials_usable", "n_trials_total"}],
-            "skipped": [{"study_name", "reason"}], "task_similarity": {study_name: corr}}``,
-            where ``corr`` in [-1, 1] is the learned correlation between a prior task and the
-            target (filled once the GP has been fitted).
+            ``{"used": [{"study_name", "n_trials_used", "n_trials_usable", "n_trials_total",
+            "n_pruned_used", "n_failed_used"}], "skipped": [{"study_name", "reason"}],
+            "task_similarity": {study_name: corr}, "target_unfinished_used": n}``, where
+            ``corr`` in [-1, 1] is the learned correlation between a prior task and the
+            target (filled once the GP has been fitted), ``n_pruned_used`` and
+            ``n_failed_used`` count the prior's pruned and failed trials given to the model,
+            and ``n`` the target's pruned and failed trials the model used at the latest
+            trial (imputed, see docs/pruning.md).
         """
         return json.loads(json.dumps(self._summary))
 
@@ -552,6 +561,7 @@ class MetaBOSampler(BaseSampler):
                 unfinished,
             )
         self._summary["task_similarity"] = proposal.similarity
+        self._summary["target_unfinished_used"] = proposal.n_imputed
         self._record_held_values(space, proposal.held_values)
         self._log_summary_once()
         return proposal

@@ -266,6 +266,14 @@ class SearchSpace:
             result.append((np.arange(cat.first_column, cat.first_column + n), np.eye(n)))
         return result
 
+    def categorical_columns(self) -> list[np.ndarray]:
+        """The one-hot columns of each tuned categorical parameter."""
+        return [
+            np.arange(cat.first_column, cat.first_column + len(cat.distribution.choices))
+            for cat in self._categorical
+            if cat.name not in self.fixed_values
+        ]
+
     def encode(self, params: Mapping[str, Any]) -> np.ndarray | None:
         """Encodes one parameter dictionary of this space.
 
