@@ -8,16 +8,19 @@ a prior study. Writing is throttled so that it does not slow the study down noti
 - the note is rewritten when the transfer summary changes (priors used or skipped, their trial
   counts, a task similarity moving by more than ``0.05``) and with every plot refresh;
 - the plots are refreshed after the first trial, then at most every ``every_n_trials``
-  completed trials, and only once the time since the last refresh is at least
-  ``(1 - max_overhead) / max_overhead`` times what that refresh cost, which caps the share of
-  wall time spent on the dashboard at ``max_overhead``.
+  finished trials (complete, pruned or failed), and only once the time since the last
+  refresh is at least ``(1 - max_overhead) / max_overhead`` times what that refresh cost,
+  which caps the share of wall time spent on the dashboard at ``max_overhead``.
 
 A single-objective study gets the task similarity, slices through the incumbent and the
 target history; the slice plot uses the very GP that chose the sampler's latest trial (no
 refit, no second factorization), so it is left out where that GP has no single posterior
-(with constraints). A multi-objective study gets the task similarity and its Pareto front over
-the prior studies' fronts (see ``_pareto_plot``). With several objectives or constraints, the
-note says how each prior's metrics were matched to the target's.
+(with constraints or a failure model). A multi-objective study gets the task similarity and
+its Pareto front over the prior studies' fronts (see ``_pareto_plot``). With several
+objectives or constraints, the note says how each prior's metrics were matched to the
+target's. Once the target has pruned or failed trials, or a prior's were used, the note
+counts them and the trials the failure model steered, and the history shows them as a rug
+along its bottom edge.
 
 optuna-dashboard and plotly are imported lazily; when either is missing, the callback logs
 once at debug level and does nothing. Any error while writing is logged once as a warning and
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence
+from dataclasses import dataclass
 import json
 import logging
 import math
@@ -37,21 +41,24 @@ from typing import TYPE_CHECKING
 
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
-from optuna.trial import TrialState
 
 from optuna_metabo._outputs import trial_constraints
 from optuna_metabo._pareto_plot import pareto_figure
 from optuna_metabo._pareto_plot import pareto_front
+from optuna_metabo._plots import FINISHED
+from optuna_metabo._plots import has_finite_values
 from optuna_metabo._plots import history_figure
 from optuna_metabo._plots import is_feasible
 from optuna_metabo._plots import ModelView
 from optuna_metabo._plots import sign_of
 from optuna_metabo._plots import similarity_figure
 from optuna_metabo._plots import slice_figures
+from optuna_metabo._plots import unfinished_trials
 from optuna_metabo._priors import EXTRA_FIXED
 from optuna_metabo._priors import LACKED_DEFAULT
 from optuna_metabo._sampler import MetaBOSampler
 from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
+from optuna_metabo._trial_attrs import USER_ATTR_FAILURE
 from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
 
 
@@ -70,7 +77,6 @@ PLOT_ID_HISTORY = "metabo-history"
 PLOT_ID_PARETO = "metabo-pareto-front"
 NOTE_TITLE = "MetaBOSampler: transfer from prior studies"
 _SIMILARITY_TOLERANCE = 0.05
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class DashboardCallback:
@@ -82,7 +88,7 @@ class DashboardCallback:
     the callback does nothing. It never raises: a failure is logged once as a warning.
 
     Args:
-        every_n_trials: Refresh the plots at most every this many completed trials.
+        every_n_trials: Refresh the plots at most every this many finished trials.
         max_overhead: Largest share of wall time that refreshing may take (see the module
             docstring); ``1.0`` turns the time guard off.
     """
@@ -174,13 +180,13 @@ class DashboardCallback:
         summary = sampler.prior_summary()
         similarity = {k: float(v) for k, v in summary["task_similarity"].items()}
         self._similarity_history.append((trial.number, similarity))
-        finished = study.get_trials(deepcopy=False, states=_FINISHED)
-        completed = [t for t in finished if _completed_with_values(t)]
-        note_due, plots_due = self._due(len(completed), summary, similarity, start)
+        finished = study.get_trials(deepcopy=False, states=FINISHED)
+        completed = [t for t in finished if has_finite_values(t)]
+        note_due, plots_due = self._due(len(finished), summary, similarity, start)
         if not note_due:
             return
         if plots_due:  # Set before writing, so that a failing refresh is not retried at once.
-            self._last_plot_n = len(completed)
+            self._last_plot_n = len(finished)
         save_note, save_plot = api
         try:
             multi_objective = len(study.directions) > 1
@@ -193,6 +199,7 @@ class DashboardCallback:
                 None if multi_objective else _best(completed, study.direction),
                 pareto_front(completed, study.directions) if multi_objective else None,
                 sum(is_feasible(t) for t in completed) if constrained else None,
+                Unfinished.of(finished),
             )
             save_note(study, note)
             self.n_notes += 1
@@ -266,11 +273,6 @@ def _slice_figures(
     return slice_figures(view, space, proposal.x, trial_number, completed)
 
 
-def _completed_with_values(trial: FrozenTrial) -> bool:
-    complete = trial.state == TrialState.COMPLETE and bool(trial.values)
-    return complete and all(math.isfinite(v) for v in trial.values)
-
-
 def _note_key(summary: Mapping[str, Any]) -> str:
     return json.dumps(
         [summary.get("used", []), summary.get("skipped", [])], sort_keys=True, default=str
@@ -300,6 +302,52 @@ def _source_counts(finished: Sequence[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """The target's pruned and failed trials, and the trials the failure model steered.
+
+    Attributes:
+        n_pruned: Pruned trials.
+        n_failed: Failed trials (an exception, or a NaN or infinite value).
+        failure_probabilities: The ``metabo:failure_probability`` of each finished trial that
+            carries one (the failure model took part in choosing it), in trial order.
+        n_steered_failed: How many of those steered trials failed.
+    """
+
+    n_pruned: int = 0
+    n_failed: int = 0
+    failure_probabilities: tuple[float, ...] = ()
+    n_steered_failed: int = 0
+
+    @classmethod
+    def of(cls, finished: Sequence[FrozenTrial]) -> Unfinished:
+        """Counts them among the target's finished trials.
+
+        Args:
+            finished: The target's complete, pruned and failed trials.
+        """
+        pruned, failed = unfinished_trials(finished)
+        failed_numbers = {t.number for t in failed}
+        steered = [(t.number, p) for t in finished if (p := _failure_probability(t)) is not None]
+        return cls(
+            len(pruned),
+            len(failed),
+            tuple(p for _, p in steered),
+            sum(number in failed_numbers for number, _ in steered),
+        )
+
+
+def _failure_probability(trial: FrozenTrial) -> float | None:
+    value = trial.user_attrs.get(USER_ATTR_FAILURE)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _fmt(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(value):
         return "–"
@@ -323,6 +371,10 @@ _PLOT_HISTORY = (
     "helped."
 )
 _PLOT_INFEASIBLE = " Crosses: trials that violate a constraint."
+_PLOT_UNFINISHED = (
+    " Along the bottom edge, by trial number: pruned (triangles) and failed (diamonds) trials,"
+    " whose values are not on the objective's scale."
+)
 _PLOT_PARETO = (
     "- *Pareto front*: the target's trials by source, its non-dominated feasible trials "
     "ringed, and each prior study's front faded behind (with more than two objectives, the "
@@ -338,6 +390,7 @@ def transfer_note(
     best: FrozenTrial | None,
     front: Sequence[FrozenTrial] | None = None,
     n_feasible: int | None = None,
+    unfinished: Unfinished | None = None,
 ) -> str:
     """The study note: what was transferred from which prior study, in Markdown.
 
@@ -351,16 +404,18 @@ def transfer_note(
             single-objective one.
         n_feasible: How many completed trials satisfy every constraint; None without
             constraints.
+        unfinished: The target's pruned and failed trials and the steered ones; none if None.
     """
     used = list(summary.get("used", []))
     skipped = list(summary.get("skipped", []))
     similarity = dict(summary.get("task_similarity", {}))
+    unfinished = unfinished or Unfinished()
     lines = [f"## {NOTE_TITLE}", ""]
     lines += _status_lines(n_completed, trial_number, sources, best, front, n_feasible)
-    lines += _output_lines(summary, used)
+    lines += _unfinished_lines(summary, used, unfinished) + _output_lines(summary, used)
     lines += _used_lines(used, similarity) + _parameter_differences(used)
     lines += _skipped_lines(skipped) + _similarity_lines(similarity)
-    lines += _plot_lines(front is not None, n_feasible is not None)
+    lines += _plot_lines(front is not None, n_feasible is not None, unfinished)
     return "\n".join(lines) + "\n"
 
 
@@ -384,6 +439,44 @@ def _status_lines(
     return [status + ".", "", f"Finished trials by `{USER_ATTR_SOURCE}`: {counts}.", ""]
 
 
+def _unfinished_lines(
+    summary: Mapping[str, Any], used: list[Mapping[str, Any]], unfinished: Unfinished
+) -> list[str]:
+    """Once the target or a used prior has pruned or failed trials: how many, how many the
+    model used, and the trials the failure model steered."""
+    prior_pruned, prior_failed = _prior_unfinished(used)
+    steered = unfinished.failure_probabilities
+    if not (unfinished.n_pruned or unfinished.n_failed or prior_pruned or prior_failed or steered):
+        return []
+    n_used = int(summary.get("target_unfinished_used", 0))
+    lines = [
+        "### Pruned and failed trials",
+        "",
+        f"- Target: {unfinished.n_pruned} pruned, {unfinished.n_failed} failed; the model used "
+        f"{n_used} of them at the latest trial, as pseudo-observations of the value they did "
+        "not reach.",
+    ]
+    if prior_pruned or prior_failed:
+        lines.append(
+            f"- Prior studies: the model was given {prior_pruned} of their pruned trials and "
+            f"{prior_failed} of their failed ones (by study in the table below)."
+        )
+    if steered:
+        mean = sum(steered) / len(steered)
+        lines.append(
+            f"- The failure model steered {_plural(len(steered), 'trial')} (those with "
+            f"`{USER_ATTR_FAILURE}`), with a mean predicted failure probability of "
+            f"{_fmt(mean, 3)}; {unfinished.n_steered_failed} of them failed."
+        )
+    return lines + [""]
+
+
+def _prior_unfinished(used: list[Mapping[str, Any]]) -> tuple[int, int]:
+    """The pruned and the failed trials of the used priors that the model was given."""
+    pruned = sum(int(u.get("n_pruned_used", 0)) for u in used)
+    return pruned, sum(int(u.get("n_failed_used", 0)) for u in used)
+
+
 def _output_lines(summary: Mapping[str, Any], used: list[Mapping[str, Any]]) -> list[str]:
     """With several objectives or constraints: the target's outputs and how each used prior's
     metrics were matched to them."""
@@ -404,31 +497,38 @@ def _output_lines(summary: Mapping[str, Any], used: list[Mapping[str, Any]]) -> 
     return lines
 
 
-def _plot_lines(multi_objective: bool, constrained: bool) -> list[str]:
+def _plot_lines(multi_objective: bool, constrained: bool, unfinished: Unfinished) -> list[str]:
     """The plots section: what each plot written for this kind of study shows."""
     if multi_objective:
-        plots = [_PLOT_SIMILARITY, _PLOT_PARETO]
-    elif constrained:  # No slices: the GP behind a constrained proposal has no single view.
-        plots = [_PLOT_SIMILARITY, _PLOT_HISTORY + _PLOT_INFEASIBLE]
-    else:
-        plots = [_PLOT_SIMILARITY, _PLOT_SLICES, _PLOT_HISTORY]
-    return ["", "### Plots", "", *plots]
+        return ["", "### Plots", "", _PLOT_SIMILARITY, _PLOT_PARETO]
+    history = _PLOT_HISTORY + (_PLOT_INFEASIBLE if constrained else "")
+    if unfinished.n_pruned or unfinished.n_failed:
+        history += _PLOT_UNFINISHED
+    # No slices where the GP behind the proposal has no single view: with constraints or a
+    # failure model.
+    no_slices = constrained or bool(unfinished.failure_probabilities)
+    return ["", "### Plots", "", _PLOT_SIMILARITY, *([] if no_slices else [_PLOT_SLICES]), history]
 
 
 def _used_lines(used: list[Mapping[str, Any]], similarity: Mapping[str, float]) -> list[str]:
     lines = [f"### Prior studies used ({len(used)})", ""]
     if not used:
         return lines + ["None: MetaBOSampler runs as a plain GP sampler."]
+    unfinished = _prior_unfinished(used) != (0, 0)  # Their columns only where any was used.
     lines += [
-        "| study | trials in the model | usable trials | all trials | similarity |",
-        "|---|---:|---:|---:|---:|",
+        "| study | trials in the model | usable trials | all trials | similarity |"
+        + (" pruned used | failed used |" if unfinished else ""),
+        "|---|---:|---:|---:|---:|" + ("---:|---:|" if unfinished else ""),
     ]
     for u in used:
         name = u["study_name"]
-        lines.append(
+        row = (
             f"| {_md(name)} | {u['n_trials_used']} | {u['n_trials_usable']} "
             f"| {u['n_trials_total']} | {_fmt(similarity.get(name), 3)} |"
         )
+        if unfinished:
+            row += f" {u.get('n_pruned_used', 0)} | {u.get('n_failed_used', 0)} |"
+        lines.append(row)
     return lines
 
 

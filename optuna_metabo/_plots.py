@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_metabo._outputs import trial_constraints
+from optuna_metabo._pruned import curve_of
 from optuna_metabo._trial_attrs import SOURCE_FALLBACK
 from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
 from optuna_metabo._trial_attrs import SOURCE_MODEL
@@ -54,6 +55,12 @@ SOURCE_COLORS = {
     SOURCE_FALLBACK: "#d62728",
 }
 _UNKNOWN_COLOR = "#17becf"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# The history's rug of pruned and failed trials: (symbol, colour), on a hidden axis in [0, 1].
+PRUNED_MARKER = ("triangle-up", "#7f7f7f")
+FAILED_MARKER = ("diamond", "#d62728")
+_RUG_HEIGHT = 0.03
+_RUG_AXIS = {"overlaying": "y", "range": [0.0, 1.0], "visible": False, "fixedrange": True}
 # A small explicit template: plotly's named templates add ~6 kB of JSON to every figure and cost
 # a deep copy on each build.
 _GRID = {"gridcolor": "#ebf0f8", "zerolinecolor": "#d0d7e2", "linecolor": "#d0d7e2"}
@@ -483,15 +490,17 @@ def similarity_figure(
 def history_figure(study: Study) -> Any:
     """Target value against trial by ``metabo:source``, best so far, and predicted ±2σ.
 
-    Trials that violate a constraint are crosses and do not count for the best so far.
+    Trials that violate a constraint are crosses and do not count for the best so far. Pruned
+    and failed trials, whose values are not on the objective's scale, are a rug of markers
+    along the bottom edge (on a hidden second y axis).
 
     Args:
         study: The target study (single objective).
     """
     import plotly.graph_objects as go
 
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    trials = [t for t in trials if t.values and math.isfinite(t.values[0])]
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    trials = [t for t in finished if has_finite_values(t)]
     feasible = [t for t in trials if is_feasible(t)]
     infeasible = [t for t in trials if not is_feasible(t)]
     figure = go.Figure()
@@ -517,7 +526,72 @@ def history_figure(study: Study) -> Any:
         margin={"l": 50, "r": 15, "t": 50, "b": 40},
         legend={"orientation": "h", "y": -0.18, "font_size": 10},
     )
+    pruned, failed = unfinished_trials(finished)
+    if pruned or failed:
+        figure.add_traces(_rug_traces(pruned, failed))
+        figure.update_layout(yaxis2=_RUG_AXIS)
     return figure
+
+
+def has_finite_values(trial: FrozenTrial) -> bool:
+    """Whether the trial completed with a finite value of every objective.
+
+    Args:
+        trial: A trial.
+    """
+    complete = trial.state == TrialState.COMPLETE and bool(trial.values)
+    return complete and all(math.isfinite(v) for v in trial.values)
+
+
+def unfinished_trials(
+    finished: Sequence[FrozenTrial],
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The pruned trials and the failed ones among finished trials, as the sampler sees them:
+    a failed trial raised (FAIL) or returned a NaN or infinite value.
+
+    Args:
+        finished: Finished trials (complete, pruned or failed).
+    """
+    pruned = [t for t in finished if t.state == TrialState.PRUNED]
+    failed = [t for t in finished if t.state != TrialState.PRUNED and not has_finite_values(t)]
+    return pruned, failed
+
+
+def _rug_traces(pruned: Sequence[FrozenTrial], failed: Sequence[FrozenTrial]) -> list[Any]:
+    """Pruned and failed trials as markers along the bottom edge, by trial number."""
+    traces = []
+    if pruned:
+        traces.append(_rug(pruned, [_pruned_hover(t) for t in pruned], PRUNED_MARKER, "pruned"))
+    if failed:
+        hover = [f"trial #{t.number} failed ({source_of(t)})" for t in failed]
+        traces.append(_rug(failed, hover, FAILED_MARKER, "failed"))
+    return traces
+
+
+def _rug(
+    trials: Sequence[FrozenTrial], hover: list[str], marker: tuple[str, str], label: str
+) -> Any:
+    """One rug trace, named with its label and the number of trials."""
+    import plotly.graph_objects as go
+
+    symbol, color = marker
+    return go.Scatter(
+        x=[t.number for t in trials],
+        y=[_RUG_HEIGHT] * len(trials),
+        yaxis="y2",
+        text=hover,
+        hoverinfo="text",
+        mode="markers",
+        marker={"color": color, "symbol": symbol, "size": 9},
+        name=f"{label} ({len(trials)})",
+    )
+
+
+def _pruned_hover(trial: FrozenTrial) -> str:
+    """A pruned trial's number, last reported step and value, and source."""
+    last = curve_of(trial.intermediate_values).last()
+    where = "before its first report" if last is None else f"at step {last[0]:g}: {last[1]:.4g}"
+    return f"trial #{trial.number} pruned {where} ({source_of(trial)})"
 
 
 def _predictions(trials: Sequence[FrozenTrial]) -> Any | None:

@@ -34,9 +34,11 @@ from optuna_metabo._dashboard import PLOT_ID_PARETO
 from optuna_metabo._dashboard import PLOT_ID_SIMILARITY
 from optuna_metabo._dashboard import PLOT_ID_SLICES
 from optuna_metabo._dashboard import transfer_note
+from optuna_metabo._dashboard import Unfinished
 from optuna_metabo._pareto_plot import FRONT_NAME
 from optuna_metabo._plots import history_figure
 from optuna_metabo._plots import SOURCE_COLORS
+from optuna_metabo._plots import TEMPLATE
 
 
 pytest.importorskip("optuna_dashboard")
@@ -589,3 +591,275 @@ def test_history_of_a_constrained_target_marks_infeasible_trials() -> None:
     note = transfer_note({}, 3, 2, {}, completed[2], n_feasible=2)
     assert "(2 feasible); best value so far 2 (trial #2)" in note
     assert "Crosses: trials that violate a constraint" in note and "*Slices" not in note
+
+
+# ------------------------------------------------------------------ pruned and failed trials
+def _clean_study() -> optuna.Study:
+    """Three completed trials with predictions, and nothing pruned or failed."""
+    study = optuna.create_study(direction="maximize")
+    for value, source, mean in [
+        (1.0, "prior_design", None),
+        (3.0, "model", 2.5),
+        (2.0, "model", 3.25),
+    ]:
+        attrs: dict[str, Any] = {"metabo:source": source}
+        if mean is not None:
+            attrs |= {"metabo:predicted_mean": mean, "metabo:predicted_std": 0.5}
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+    return study
+
+
+_CLEAN_SUMMARY: dict[str, Any] = {
+    "used": [
+        {
+            "study_name": "p",
+            "n_trials_used": 5,
+            "n_trials_usable": 7,
+            "n_trials_total": 9,
+            "n_pruned_used": 0,
+            "n_failed_used": 0,
+        }
+    ],
+    "skipped": [],
+    "task_similarity": {"p": 0.75},
+    "target_unfinished_used": 0,
+}
+# Written by the code before pruned and failed trials were shown (commit 549fd79).
+_CLEAN_NOTE = (
+    "## MetaBOSampler: transfer from prior studies\n\n"
+    "Refreshed after trial #2, with 3 completed trials; best value so far 3 (trial #1).\n\n"
+    "Finished trials by `metabo:source`: model: 2, prior_design: 1.\n\n"
+    "### Prior studies used (1)\n\n"
+    "| study | trials in the model | usable trials | all trials | similarity |\n"
+    "|---|---:|---:|---:|---:|\n"
+    "| p | 5 | 7 | 9 | 0.75 |\n\n"
+    "### Prior studies skipped (0)\n\nNone.\n\n"
+    "### Learned task similarity\n\n"
+    "Correlation between each prior task and the target learned by the multi-task GP (1: same "
+    "landscape, 0: unrelated, below 0: opposite).\n\n"
+    "| prior study | similarity |\n|---|---:|\n| p | 0.75 |\n\n"
+    "### Plots\n\n"
+    "- *Task similarity*: the table above as bars, and how it changed over trials.\n"
+    "- *Slices through the incumbent*: for the latest proposal, the posterior mean ±2σ and the "
+    "log expected improvement (floored 30 below its maximum) along each parameter, others fixed "
+    "at the best trial.\n"
+    "- *Target history*: observed values by source, the best so far and the model's prediction "
+    "±2σ; early `prior_design` trials near the final best mean the priors helped.\n"
+)
+_CLEAN_HISTORY: dict[str, Any] = {
+    "data": [
+        {
+            "error_y": {"array": [1.0, 1.0], "color": "#aaaaaa", "type": "data"},
+            "marker": {"color": "#aaaaaa", "size": 8, "symbol": "circle-open"},
+            "mode": "markers",
+            "name": "predicted ±2σ",
+            "x": [1, 2],
+            "y": [2.5, 3.25],
+            "type": "scatter",
+        },
+        {
+            "line": {"color": "black", "shape": "hv"},
+            "mode": "lines",
+            "name": "best so far",
+            "x": [0, 1, 2],
+            "y": [1.0, 3.0, 3.0],
+            "type": "scatter",
+        },
+        {
+            "marker": {"color": "#ff7f0e", "size": 9},
+            "mode": "markers",
+            "name": "prior_design",
+            "x": [0],
+            "y": [1.0],
+            "type": "scatter",
+        },
+        {
+            "marker": {"color": "#1f77b4", "size": 9},
+            "mode": "markers",
+            "name": "model",
+            "x": [1, 2],
+            "y": [3.0, 2.0],
+            "type": "scatter",
+        },
+    ],
+    "layout": {
+        "template": TEMPLATE,
+        "title": {
+            "font": {"size": 13},
+            "text": "Target history by source, best so far, predicted ±2σ",
+        },
+        "margin": {"l": 50, "r": 15, "t": 50, "b": 40},
+        "legend": {"font": {"size": 10}, "orientation": "h", "y": -0.18},
+        "xaxis": {"title": {"text": "trial"}},
+        "yaxis": {"title": {"text": "objective (maximize)"}},
+    },
+}
+
+
+def test_a_study_without_pruned_or_failed_trials_looks_as_before() -> None:
+    study = _clean_study()
+    finished = study.get_trials()
+    sources = {"model": 2, "prior_design": 1}
+    note = transfer_note(
+        _CLEAN_SUMMARY, 3, 2, sources, finished[1], unfinished=Unfinished.of(finished)
+    )
+    assert note == _CLEAN_NOTE
+    assert json.loads(history_figure(study).to_json()) == _CLEAN_HISTORY
+
+
+def _add_unfinished(study: optuna.Study) -> None:
+    """Two pruned trials (one before its first report) and two failed ones, after the others."""
+    pruned = [{0: 0.9, 3: 0.42, 2: 0.5}, {}]
+    for i, curve in enumerate(pruned):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.PRUNED,
+                intermediate_values=curve,
+                user_attrs={"metabo:source": "model", "metabo:failure_probability": 0.1 * i},
+            )
+        )
+    for probability in (0.5, None):
+        attrs: dict[str, Any] = {"metabo:source": "model"}
+        if probability is not None:
+            attrs["metabo:failure_probability"] = probability
+        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=attrs))
+
+
+def test_history_shows_pruned_and_failed_trials_as_a_rug() -> None:
+    study = _clean_study()
+    _add_unfinished(study)
+    figure = json.loads(history_figure(study).to_json())
+    n_clean = len(_CLEAN_HISTORY["data"])
+    assert figure["data"][:n_clean] == _CLEAN_HISTORY["data"]  # Completed trials as before.
+    pruned, failed = figure["data"][n_clean:]
+    assert pruned["name"] == "pruned (2)" and pruned["x"] == [3, 4]
+    assert pruned["text"] == [
+        "trial #3 pruned at step 3: 0.42 (model)",  # The last step, whatever the order.
+        "trial #4 pruned before its first report (model)",
+    ]
+    assert failed["name"] == "failed (2)" and failed["x"] == [5, 6]
+    assert failed["text"] == ["trial #5 failed (model)", "trial #6 failed (model)"]
+    assert pruned["marker"]["symbol"] != failed["marker"]["symbol"]
+    # Not on the objective's axis: a hidden [0, 1] axis, along its bottom edge.
+    for trace in (pruned, failed):
+        assert trace["yaxis"] == "y2" and len(set(trace["y"])) == 1 and trace["y"][0] < 0.1
+    axis = figure["layout"]["yaxis2"]
+    assert axis["overlaying"] == "y" and axis["range"] == [0, 1] and not axis["visible"]
+
+
+def test_note_counts_pruned_failed_and_steered_trials() -> None:
+    study = _clean_study()
+    _add_unfinished(study)
+    finished = study.get_trials()
+    summary = {
+        **_CLEAN_SUMMARY,
+        "used": [
+            {**_CLEAN_SUMMARY["used"][0], "n_pruned_used": 4, "n_failed_used": 1},
+            {**_CLEAN_SUMMARY["used"][0], "study_name": "q"},
+        ],
+        "target_unfinished_used": 3,
+    }
+    unfinished = Unfinished.of(finished)
+    assert unfinished == Unfinished(2, 2, (0.0, 0.1, 0.5), 1)
+    sources = {"model": 6, "prior_design": 1}
+    note = transfer_note(summary, 3, 6, sources, finished[1], unfinished=unfinished)
+    section = note.split("### Pruned and failed trials\n\n")[1].split("###")[0]
+    assert section.splitlines() == [
+        "- Target: 2 pruned, 2 failed; the model used 3 of them at the latest trial, as "
+        "pseudo-observations of the value they did not reach.",
+        "- Prior studies: the model was given 4 of their pruned trials and 1 of their failed "
+        "ones (by study in the table below).",
+        "- The failure model steered 3 trials (those with `metabo:failure_probability`), with "
+        "a mean predicted failure probability of 0.2; 1 of them failed.",
+        "",
+    ]
+    assert "| similarity | pruned used | failed used |" in note
+    assert "| p | 5 | 7 | 9 | 0.75 | 4 | 1 |" in note and "| q | 5 | 7 | 9 | – | 0 | 0 |" in note
+    plots = note.split("### Plots")[1]
+    assert "pruned (triangles) and failed (diamonds)" in plots
+    assert "*Slices" not in plots  # The failure model's GP has no single posterior to slice.
+    # Only a prior's pruned trials: the section and the columns, no rug and no steering.
+    only_prior = transfer_note(summary, 3, 2, {}, None, unfinished=Unfinished())
+    assert "- Target: 0 pruned, 0 failed" in only_prior and "steered" not in only_prior
+    assert "pruned used" in only_prior and "(triangles)" not in only_prior
+
+
+def _curve_objective(
+    shift: float, raising: Sequence[int] = (), diverging: Sequence[int] = ()
+) -> Any:
+    """An accuracy reported over three epochs; ``x > 0.9`` runs out of memory (a failure
+    wall), and so do the trials numbered in ``raising``; those in ``diverging`` return NaN."""
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        y = trial.suggest_float("y", 0.0, 1.0)
+        if x > 0.9 or trial.number in raising:
+            raise RuntimeError("out of memory")
+        if trial.number in diverging:
+            return math.nan
+        accuracy = 1.0 - (x - 0.3 - shift) ** 2 - (y - 0.5) ** 2
+        for epoch in range(1, 4):
+            trial.report(accuracy * epoch / 3, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return accuracy
+
+    return objective
+
+
+@pytest.mark.slow
+def test_callback_shows_pruned_and_failed_trials_and_the_failure_model() -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = optuna.storages.InMemoryStorage()
+    prior = optuna.create_study(
+        storage=storage,
+        study_name="prior",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
+    )
+    prior.optimize(_curve_objective(0.1), n_trials=12, catch=(RuntimeError,))
+    sampler = MetaBOSampler(["prior"], prior_storage=storage, seed=0, n_prior_design_trials=2)
+    study = optuna.create_study(
+        storage=storage,
+        direction="maximize",
+        sampler=sampler,
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2),
+    )
+    callback = DashboardCallback(every_n_trials=1, max_overhead=1.0)
+    objective = _curve_objective(0.0, raising=[3], diverging=[4])
+    study.optimize(objective, n_trials=5, catch=(RuntimeError,), callbacks=[callback])
+    study.enqueue_trial({"x": 0.0, "y": 0.0})  # Far below the median at the first epoch.
+    study.optimize(objective, n_trials=2, catch=(RuntimeError,), callbacks=[callback])
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert 5 in [t.number for t in pruned]
+    assert [t.number for t in study.trials if t.state == TrialState.FAIL] == [3, 4]
+
+    plots = get_plotly_graph_objects(_system_attrs(study))
+    traces = {t["name"]: t for t in json.loads(plots[PLOT_ID_HISTORY])["data"]}
+    rug = traces[f"pruned ({len(pruned)})"]
+    assert rug["x"] == [t.number for t in pruned]
+    for text, trial in zip(rug["text"], pruned):
+        step = max(trial.intermediate_values)
+        assert f"pruned at step {step}: {trial.intermediate_values[step]:.4g}" in text
+    assert traces["failed (2)"]["x"] == [3, 4]
+    completed = [t.number for t in study.trials if t.state == TrialState.COMPLETE]
+    assert traces["best so far"]["x"] == completed
+
+    summary = sampler.prior_summary()
+    used = summary["used"][0]
+    assert used["n_pruned_used"] > 0 and used["n_failed_used"] > 0
+    steered = [t for t in study.trials if "metabo:failure_probability" in t.user_attrs]
+    assert {3, 4} <= {t.number for t in steered}  # The failure model chose the failed trials.
+    mean = np.mean([t.user_attrs["metabo:failure_probability"] for t in steered])
+    note = get_note(study)
+    assert (
+        f"- Target: {len(pruned)} pruned, 2 failed; the model used "
+        f"{summary['target_unfinished_used']} of them at the latest trial"
+    ) in note
+    assert f"| {used['n_pruned_used']} | {used['n_failed_used']} |\n" in note
+    assert (
+        f"- The failure model steered {len(steered)} trials (those with "
+        f"`metabo:failure_probability`), with a mean predicted failure probability of "
+        f"{mean:.3g}; 2 of them failed."
+    ) in note
