@@ -3,13 +3,16 @@
 A family module (``examples.image_cnn``, ``examples.image_resnet``, ``examples.text_bert``)
 defines ``FAMILY``, ``MODALITY``, ``DEFAULT_DATASET``, ``DEFAULT_MAX_EPOCHS``,
 ``HISTORY_DATASETS``, ``NEW_DATASET`` and ``OBJECTIVE`` (a
-:class:`~examples.common.objective.ClassificationObjective` subclass), and optionally
-``add_model_arguments(parser)`` and ``model_kwargs(args)`` for options of its own.
+:class:`~examples.common.objective.ClassificationObjective` subclass, or any class built the
+same way whose instances are ``objective(trial) -> float``), and optionally
+``add_model_arguments(parser)`` and ``model_kwargs(args)`` for options of its own, and
+``DEFAULT_MAX_TRAIN_SAMPLES`` / ``DEFAULT_MAX_EVAL_SAMPLES`` for sample caps when none are given.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from collections.abc import Sequence
 import importlib
 from types import ModuleType
@@ -18,13 +21,13 @@ import optuna
 
 from examples.common import cli
 from examples.common.data import load_task_data
-from examples.common.objective import ClassificationObjective
 
 
 FAMILY_MODULES = {
     "cnn": "examples.image_cnn",
     "resnet": "examples.image_resnet",
     "bert": "examples.text_bert",
+    "minilm": "examples.tweets_minilm",
 }
 
 
@@ -32,7 +35,7 @@ def family_module(family: str) -> ModuleType:
     """Imports the module of a family.
 
     Args:
-        family: ``cnn``, ``resnet`` or ``bert``.
+        family: ``cnn``, ``resnet``, ``bert`` or ``minilm``.
 
     Returns:
         The family module.
@@ -83,6 +86,10 @@ def add_family_arguments(
     cli.add_runtime_arguments(parser, module.DEFAULT_MAX_EPOCHS)
     if hasattr(module, "add_model_arguments"):
         module.add_model_arguments(parser)
+    parser.set_defaults(
+        max_train_samples=getattr(module, "DEFAULT_MAX_TRAIN_SAMPLES", None),
+        max_eval_samples=getattr(module, "DEFAULT_MAX_EVAL_SAMPLES", None),
+    )
 
 
 def parse_dataset_spec(spec: str) -> tuple[str, list[str] | None]:
@@ -105,7 +112,7 @@ def objective_from_args(
     dataset: str | None = None,
     data_files: Sequence[str] | None = None,
     seed: int | None = None,
-) -> ClassificationObjective:
+) -> Callable[[optuna.Trial], float]:
     """Loads a task and builds the family's objective from parsed arguments.
 
     Args:
@@ -131,7 +138,7 @@ def objective_from_args(
         max_eval_samples=getattr(args, "max_eval_samples", None),
     )
     extra = module.model_kwargs(args) if hasattr(module, "model_kwargs") else {}
-    objective: ClassificationObjective = module.OBJECTIVE(
+    objective: Callable[[optuna.Trial], float] = module.OBJECTIVE(
         data,
         max_epochs=args.max_epochs,
         device=args.device,

