@@ -406,6 +406,15 @@ def _held_value_restarts(
     return [with_slot_values({**state, **default_tasks}, unknown, values)]
 
 
+def _with_target_correlations_negated(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``state`` whose target correlates with every prior task the other way: a
+    start for the fit once the target's results say the priors rank it backwards (a metric
+    optimized in the other direction)."""
+    factor = state["task_kernel.covar_factor"].clone()  # (T, rank)
+    factor[-1] = -factor[-1]
+    return {**state, "task_kernel.covar_factor": factor}
+
+
 def _untuned_columns(priors: list[EncodedPrior], dim: int) -> np.ndarray:
     """Columns that no prior tuned (each learned a held value for them): ``(k,)``."""
     if not priors:
@@ -573,6 +582,9 @@ class ProposalEngine:
         # One target point says nothing about how the target relates to the priors (it is
         # standardized to 0), so the fit made on the priors alone is kept until a second one.
         max_iter = 0 if state is not None and n_target < 2 else 50 if state is not None else 200
+        restarts = _held_value_restarts(data, state, rank)
+        if self._misled and state is not None and data.n_tasks > 1:
+            restarts.append(_with_target_correlations_negated(state))
         return fit_icm_gp(
             data,
             rank,
@@ -580,7 +592,7 @@ class ProposalEngine:
             subset,
             max_iter=max_iter,
             device=s.device,
-            alternative_states=_held_value_restarts(data, state, rank),
+            alternative_states=restarts,
             options=options,
         )
 
@@ -614,6 +626,10 @@ class ProposalEngine:
         """
         with single_thread():
             model, data = self.fit(priors, target_x, target_y, target_unfinished)
+            misled = self._priors_mislead(ConditionalView(model, space), data)
+            if misled != self._misled:  # Refit at once with the correlations' prior changed.
+                self._misled = misled
+                model, data = self.fit(priors, target_x, target_y, target_unfinished)
             correlations = model.task_correlations()
             similarity = {p.name: float(correlations[i]) for i, p in enumerate(priors)}
             held = held_values(model, priors)
@@ -630,8 +646,6 @@ class ProposalEngine:
                 pending = torch.as_tensor(pending_x, device=self.settings.device)
                 model = model.condition_on(pending, target)
             view = ConditionalView(model, space)
-            if alone is None:
-                self._misled = self._priors_mislead(view, data)
             x, acquisition, source = self._choose(
                 space, view, data, priors, candidates, pending_x, unfinished_x, rng, n_ahead
             )

@@ -10,6 +10,7 @@ from optuna_metabo._priors import EncodedPrior
 from optuna_metabo._proposal import _fit_subset
 from optuna_metabo._proposal import EngineSettings
 from optuna_metabo._proposal import ProposalEngine
+from optuna_metabo._proposal import ranking_log_odds
 from optuna_metabo._proposal import task_weights
 from optuna_metabo._search_space import SearchSpace
 
@@ -131,3 +132,32 @@ def test_priors_are_set_aside_when_a_target_only_gp_predicts_the_target_better()
     assert _target_source(lambda x: np.sin(8 * x), 12) == "target_model"
     # Before 10 target trials the comparison is not made.
     assert _target_source(lambda x: np.sin(8 * x), 9) == "model"
+
+
+def test_ranking_log_odds_say_whether_some_prior_ranks_the_target_better_than_chance() -> None:
+    target_y = np.array([0.0, 1.0, 2.0, 3.0])
+    alike, reversed_ = target_y * 2.0 + 5.0, -target_y
+    assert ranking_log_odds(np.stack([alike, reversed_], axis=1), target_y) > 1.0
+    assert ranking_log_odds(np.stack([reversed_, reversed_], axis=1), target_y) < -3.0
+    assert ranking_log_odds(np.zeros((1, 2)), np.zeros(1)) == 0.0  # no pair: no evidence
+
+
+def test_the_design_ends_once_the_target_ranks_the_priors_configurations_backwards() -> None:
+    """Priors that optimized the negated metric: their best configurations are the target's
+    worst, so the target's results rank them backwards and the model takes over."""
+    rng = np.random.RandomState(0)
+    space = SearchSpace({"x": FloatDistribution(0.0, 1.0)})
+    priors = []
+    for i in range(3):
+        x = rng.rand(40, 1)
+        priors.append(EncodedPrior(f"p{i}", x, (x[:, 0] - 0.2) ** 2, 40, 40))
+    sources = {}
+    for threshold in (None, 1.0):
+        engine = ProposalEngine(EngineSettings(mislead_log_odds=threshold))
+        target_x, empty = np.zeros((0, 1)), np.zeros((0, 1))
+        for _ in range(4):
+            target_y = -((target_x[:, 0] - 0.2) ** 2)  # the negated task
+            proposal = engine.propose(space, priors, target_x, target_y, empty, empty, rng)
+            target_x = np.concatenate([target_x, proposal.x[None, :]])
+        sources[threshold] = proposal.source
+    assert sources == {None: "prior_design", 1.0: "model"}
