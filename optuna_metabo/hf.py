@@ -19,7 +19,9 @@ them:
   the global step, and raises ``optuna.TrialPruned`` when the study's pruner says so; pass the
   pruner to :func:`hp_search_kwargs`. Global steps per epoch depend on the batch size, so a
   search over the batch size compares trials at different epochs; :class:`EpochPruner` makes
-  a pruner count evaluations (epochs) instead. Only completed trials are used as priors.
+  a pruner count evaluations (epochs) instead. Without a pruner :func:`hp_search_kwargs`
+  passes ``NopPruner``: Optuna's default, ``MedianPruner``, would act on those reports
+  unasked. The priors' pruned and failed trials are used too (see docs/pruning.md).
 
 transformers is imported by none of these: they work on the arguments object they are given.
 
@@ -343,15 +345,16 @@ def hp_search_kwargs(
             study in ``prior_storage``.
         prior_storage: Where the priors are; default ``storage``.
         pruner: The study's pruner; the Trainer reports the metric after each evaluation, at
-            the global step (:class:`EpochPruner` counts epochs instead).
+            the global step (:class:`EpochPruner` counts epochs instead). ``None``: no
+            pruning (``NopPruner``, not Optuna's default ``MedianPruner``).
         seed: Seed of the sampler.
         **sampler_kwargs: Further :class:`~optuna_metabo.MetaBOSampler` arguments
             (``prior_defaults``, ``fixed_params``, ``n_prior_design_trials``...).
 
     Returns:
-        ``direction``, ``compute_objective``, ``sampler``, ``storage``, ``study_name``,
-        ``load_if_exists=True`` and, if given, ``pruner``: pass them as ``**kwargs``; the
-        Trainer passes all but the first two to ``optuna.create_study``.
+        ``direction``, ``compute_objective``, ``sampler``, ``pruner``, ``storage``,
+        ``study_name`` and ``load_if_exists=True``: pass them as ``**kwargs``; the Trainer
+        passes all but the first two to ``optuna.create_study``.
 
     Raises:
         ValueError: If the existing study has another direction or metric, or several
@@ -378,12 +381,11 @@ def hp_search_kwargs(
         "direction": direction,
         "compute_objective": MetricObjective(metric),
         "sampler": sampler,
+        "pruner": NopPruner() if pruner is None else pruner,
         "storage": storage,
         "study_name": study_name,
         "load_if_exists": True,
     }
-    if pruner is not None:
-        kwargs["pruner"] = pruner
     return kwargs
 
 

@@ -231,8 +231,11 @@ def test_hp_search_kwargs_records_the_metric_and_picks_priors_of_that_metric(
         )
     assert "'bert-c' optimizes 'eval_loss'" in caplog.text
     assert set(kwargs) == {
-        "direction", "compute_objective", "sampler", "storage", "study_name", "load_if_exists",
+        "direction", "compute_objective", "sampler", "pruner", "storage", "study_name",
+        "load_if_exists",
     }  # fmt: skip
+    # Without a pruner, none: Optuna's default MedianPruner would act on the Trainer's reports.
+    assert isinstance(kwargs["pruner"], optuna.pruners.NopPruner)
     assert kwargs["direction"] == "maximize"
     assert kwargs["compute_objective"]({"eval_accuracy": 0.5, "eval_loss": 1.0}) == 0.5
     assert kwargs["storage"] == storage and kwargs["study_name"] == "bert-new"
