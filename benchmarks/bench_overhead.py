@@ -23,11 +23,25 @@ names ``loss``, ``cost``, ``f2``, ``f3``; priors by MOTPE)::
 ``--target-history N`` first fills each target study with N completed random-search trials
 (the same ones for both samplers), so the timed trials measure the cost per trial of a long
 study without running N sampler calls first.
+
+``--pruned`` (issue 24) times MetaBOSampler with pruned trials in the model: every study
+trains "epoch by epoch" (the loss above times ``1 + 2 exp(-step / 8)``, reported at steps
+1..27) under ``HyperbandPruner(1, 27, 3)``: the priors (TPE) and the ``--target-history``
+trials (random search) are mostly pruned and hold their intermediate values, and the timed
+trials run under the same pruner. The baseline, in the same process, is MetaBOSampler on the
+same histories with every trial completed at its final loss, timed without a pruner: today's
+figure at the same number of trials. With ``EngineSettings.pruned_trials`` the
+``pruned_trials="ignore"`` variant on the pruned histories is timed too::
+
+    python -m benchmarks.bench_overhead --pruned --target-history 100 --budget 20 --seeds 3
+    python -m benchmarks.bench_overhead --pruned --target-history 300 --budget 10 --seeds 1
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
+import math
 import resource
 import statistics
 import time
@@ -35,6 +49,9 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FixedTrial
+from optuna.trial import FrozenTrial
 
 
 def _objective(shift: np.ndarray, scale: float, held_lr: float | None = None) -> Any:
@@ -153,6 +170,118 @@ def run(
     return result
 
 
+CURVE_STEPS = 27
+
+
+def _curve(final: Any) -> Any:
+    """Train ``final``'s loss "epoch by epoch": report it at steps 1..27, stop when pruned."""
+
+    def objective(trial: optuna.Trial) -> float:
+        value = final(trial)
+        for step in range(1, CURVE_STEPS + 1):
+            trial.report(value * (1 + 2 * math.exp(-step / 8)), step)
+            if step < CURVE_STEPS and trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    return objective
+
+
+def _hyperband() -> optuna.pruners.BasePruner:
+    return optuna.pruners.HyperbandPruner(1, CURVE_STEPS, 3)
+
+
+def _completed(trials: list[FrozenTrial], final: Any) -> list[FrozenTrial]:
+    """The same trials, each completed at the final value of its configuration."""
+    return [
+        optuna.trial.create_trial(
+            params=t.params, distributions=t.distributions, value=final(FixedTrial(t.params))
+        )
+        for t in trials
+    ]
+
+
+def run_pruned(
+    n_priors: int, prior_trials: int, budget: int, seed: int, target_history: int
+) -> dict[str, float]:
+    """Median seconds per trial of MetaBOSampler on mostly pruned histories (``pruned``), on
+    the same histories completed (``completed``) and, where it exists, with
+    ``pruned_trials="ignore"``; ``pruned_share`` of the target history.
+
+    Args:
+        n_priors: Prior studies.
+        prior_trials: Trials per prior study.
+        budget: Timed trials.
+        seed: Seed of tasks, priors, history and samplers.
+        target_history: Random-search trials in the target study before the timed ones.
+    """
+    from optuna_metabo import MetaBOSampler
+    from optuna_metabo._proposal import EngineSettings
+
+    rng = np.random.RandomState(seed)
+    pruned_storage = optuna.storages.InMemoryStorage()
+    completed_storage = optuna.storages.InMemoryStorage()
+    names = [f"prior-{i}" for i in range(n_priors)]
+    for i, name in enumerate(names):
+        final = _objective(rng.uniform(-0.1, 0.1, size=6), rng.uniform(0.5, 2.0))
+        prior = optuna.create_study(
+            storage=pruned_storage,
+            study_name=name,
+            sampler=optuna.samplers.TPESampler(seed=i),
+            pruner=_hyperband(),
+        )
+        prior.optimize(_curve(final), n_trials=prior_trials)
+        twin = optuna.create_study(storage=completed_storage, study_name=name)
+        twin.add_trials(_completed(prior.trials, final))
+    target = _objective(rng.uniform(-0.1, 0.1, size=6), 1.0)
+    history = optuna.create_study(
+        sampler=optuna.samplers.RandomSampler(seed=seed), pruner=_hyperband()
+    )
+    history.optimize(_curve(target), n_trials=target_history)
+    states = [t.state for t in history.trials]
+    result = {"pruned_share": states.count(optuna.trial.TrialState.PRUNED) / max(len(states), 1)}
+    arms: dict[str, tuple[BaseStorage, list[FrozenTrial], Any, optuna.pruners.BasePruner]] = {
+        "pruned": (pruned_storage, history.trials, _curve(target), _hyperband()),
+        "completed": (
+            completed_storage,
+            _completed(history.trials, target),
+            target,
+            optuna.pruners.NopPruner(),
+        ),
+    }
+    if "pruned_trials" in {f.name for f in fields(EngineSettings)}:
+        arms["ignore"] = arms["pruned"]
+    for label, (storage, trials, objective, pruner) in arms.items():
+        sampler = MetaBOSampler(names, prior_storage=storage, seed=seed)
+        if label == "ignore":
+            sampler._engine_kwargs["pruned_trials"] = "ignore"
+        timed, seconds = _timed(sampler)
+        study = optuna.create_study(sampler=timed, pruner=pruner)
+        study.add_trials(trials)
+        study.optimize(objective, n_trials=budget)
+        result[label] = statistics.median(seconds[-max(1, budget // 2) :])
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def _print_pruned(rows: list[dict[str, float]]) -> None:
+    for seed, row in enumerate(rows):
+        ignore = f", pruned_trials='ignore' {row['ignore']:.3f}" if "ignore" in row else ""
+        print(
+            f"seed {seed}: {row['pruned_share']:.0%} of the target history pruned; MetaBO "
+            f"{row['pruned']:.3f} s/trial with pruned trials, {row['completed']:.3f} with them "
+            f"completed{ignore}; ratio {row['pruned'] / row['completed']:.2f}; "
+            f"peak RSS {row['rss_mb']:.0f} MB"
+        )
+    pruned = statistics.median(r["pruned"] for r in rows)
+    completed = statistics.median(r["completed"] for r in rows)
+    ratios = [r["pruned"] / r["completed"] for r in rows]
+    print(
+        f"median over seeds: with pruned trials {pruned:.3f} s/trial, completed {completed:.3f}, "
+        f"ratio {pruned / completed:.2f} (per seed {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-priors", type=int, default=10)
@@ -174,8 +303,21 @@ def main() -> None:
     parser.add_argument(
         "--objectives", type=int, choices=(1, 2, 3, 4), default=1, help="objectives per study"
     )
+    parser.add_argument(
+        "--pruned",
+        action="store_true",
+        help="mostly pruned histories with intermediate values, against the same completed",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.pruned:
+        _print_pruned(
+            [
+                run_pruned(args.n_priors, args.prior_trials, args.budget, s, args.target_history)
+                for s in range(args.seeds)
+            ]
+        )
+        return
     rows = [
         run(
             args.n_priors,

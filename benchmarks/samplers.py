@@ -256,6 +256,15 @@ def _meta_learn_tpe(seed: int, priors: PriorContext) -> BaseSampler:
     return cls(source_studies=priors.studies(), seed=seed)
 
 
+# Knobs of MetaBOSampler's numeric core measured for issue 25 (EngineSettings fields).
+DESIGN_VARIANTS: dict[str, dict[str, Any]] = {
+    "top3": {"n_candidates_per_prior": 3},  # the design candidates of 0.3
+    "no_mislead": {"mislead_log_odds": None},  # no ranking test: the guard alone, as in 0.3
+    "mislead1": {"mislead_log_odds": 1.0},
+    "branch": {"design_branches": True},
+    "guard5": {"guard_start": 5},
+}
+
 SAMPLERS: dict[str, SamplerSpec] = {
     "random": SamplerSpec(
         lambda seed, _p: optuna.samplers.RandomSampler(seed=seed),
@@ -325,6 +334,15 @@ SAMPLERS: dict[str, SamplerSpec] = {
         uses_priors=True,
         description="MetaBOSampler without the Beta prior on the target's task correlations",
     ),
+    **{
+        f"metabo_{name}": SamplerSpec(
+            _metabo_engine(**settings),
+            check=_metabo_check,
+            uses_priors=True,
+            description=f"MetaBOSampler with {settings} (a variant measured for issue 25)",
+        )
+        for name, settings in DESIGN_VARIANTS.items()
+    },
     "metabo_noprior": SamplerSpec(
         _metabo_no_prior,
         check=_metabo_check,

@@ -143,8 +143,16 @@ def optimize_acquisition(
     return _nth_best(pool, pool_values, n_ahead)
 
 
-def rows_not_in(x: np.ndarray, exclude: np.ndarray | None, atol: float = 1e-9) -> np.ndarray:
-    """Mask of the rows of ``x`` ``(n, d)`` that differ from every row of ``exclude``."""
+# Two configurations closer than this in every normalized column count as the same one: a
+# step of 1e-4 of a parameter's range changes no training run that was pruned or failed.
+SAME_CONFIGURATION = 1e-4
+
+
+def rows_not_in(
+    x: np.ndarray, exclude: np.ndarray | None, atol: float = SAME_CONFIGURATION
+) -> np.ndarray:
+    """Mask of the rows of ``x`` ``(n, d)`` that differ from every row of ``exclude`` by more
+    than ``atol`` in some column."""
     if exclude is None or len(exclude) == 0:
         return np.ones(len(x), dtype=bool)
     distance = np.abs(x[:, None, :] - exclude[None, :, :]).max(axis=2)  # (n, t)

@@ -62,6 +62,9 @@ class EngineSettings:
 
     ``guard_interval`` is how many target trials a negative-transfer guard decision to keep
     the priors stands before it is checked again (see ``ProposalEngine.target_only_if_better``).
+    ``n_candidates_per_prior``: each prior's best configurations offered to the design; None:
+    just enough for the design to draw on, ``ceil(n_prior_design_trials / n_priors)`` (each
+    prior's best alone with five priors or more).
     ``pruned_trials`` is how pruned trials become observations (see ``_pruned``).
     ``design_branches``: the design re-uses the categorical choices that won on the priors
     before repeating one. ``mislead_log_odds``: once the log odds that some prior ranks the
@@ -73,7 +76,7 @@ class EngineSettings:
     output_transform: str = "standardize"
     max_fit_points: int = 300
     n_prior_design_trials: int = 5
-    n_candidates_per_prior: int = 3
+    n_candidates_per_prior: int | None = None
     n_sobol: int = 512
     n_local_search: int = 5
     device: str = "cpu"
@@ -84,7 +87,7 @@ class EngineSettings:
     guard_start: int = 10
     pruned_trials: str = "curve"
     design_branches: bool = False
-    mislead_log_odds: float | None = None
+    mislead_log_odds: float | None = 0.5
 
     def model_options(self) -> ModelOptions:
         """The structural choices of the model."""
@@ -634,7 +637,7 @@ class ProposalEngine:
             similarity = {p.name: float(correlations[i]) for i, p in enumerate(priors)}
             held = held_values(model, priors)
             candidates = _prior_candidates(
-                model, data, self.settings.n_candidates_per_prior, space, rng
+                model, data, self._candidates_per_prior(len(priors)), space, rng
             )
             alone = self.target_only_if_better(
                 priors, model, data, target_x, target_y, target_unfinished
@@ -690,6 +693,12 @@ class ProposalEngine:
             return alone, alone_data
         self._kept_at = len(target_y)
         return None
+
+    def _candidates_per_prior(self, n_priors: int) -> int:
+        s = self.settings
+        if s.n_candidates_per_prior is not None:
+            return s.n_candidates_per_prior
+        return max(1, math.ceil(s.n_prior_design_trials / max(n_priors, 1)))
 
     def _priors_mislead(self, model: ConditionalView, data: TrainingData) -> bool:
         """Whether the target's results say that no prior task ranks them better than chance,
