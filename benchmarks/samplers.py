@@ -263,6 +263,7 @@ DESIGN_VARIANTS: dict[str, dict[str, Any]] = {
     "mislead1": {"mislead_log_odds": 1.0},
     "branch": {"design_branches": True},
     "guard5": {"guard_start": 5},
+    "indicator": {"inactive_inputs": "indicator"},
 }
 
 SAMPLERS: dict[str, SamplerSpec] = {

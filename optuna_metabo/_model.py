@@ -226,6 +226,10 @@ class TrainingData:
         noise: Known variance of each row beyond its task's noise, in standardized units,
             shape ``(n,)``; positive for a pseudo-observation (a pruned trial's imputed final
             value), zero for a measured one. None: every row is measured.
+        indicator_columns: Columns whose inactive entries are no learned value but the middle
+            of the range plus an input of their own that says "inactive" (an explicit branch
+            kernel: every inactive point is as far from every active value); the model then
+            has one more input per such column.
     """
 
     x: np.ndarray
@@ -235,6 +239,7 @@ class TrainingData:
     slot: np.ndarray | None = None
     n_unknown: int = 0
     noise: np.ndarray | None = None
+    indicator_columns: np.ndarray | None = None
 
 
 def _cholesky_with_jitter(matrix: torch.Tensor) -> torch.Tensor:
@@ -251,10 +256,12 @@ class ICMGaussianProcess:
 
     Args:
         module: Fitted hyperparameters.
-        x: Inputs ``(n, d)`` as a tensor, absent entries already filled (``module.fill``).
+        x: Inputs ``(n, d + k)`` as a tensor, absent entries already filled (``module.fill``),
+            with an indicator input after them for each of the ``k`` indicator columns.
         task: Task indices ``(n,)`` as a long tensor.
         y: Standardized values ``(n,)`` as a tensor.
         noise: Known extra variance of each row ``(n,)`` (see ``TrainingData.noise``).
+        indicator_columns: See ``TrainingData.indicator_columns``.
     """
 
     def __init__(
@@ -264,10 +271,12 @@ class ICMGaussianProcess:
         task: torch.Tensor,
         y: torch.Tensor,
         noise: torch.Tensor | None = None,
+        indicator_columns: np.ndarray | None = None,
     ) -> None:
         self.module = module
         self.x, self.task, self.y = x, task, y
         self.noise = torch.zeros_like(y) if noise is None else noise  # (n,)
+        self.indicator_columns = _no_columns(indicator_columns)  # (k,)
         with torch.no_grad():
             self._inactive = module.slot_values()[: x.shape[1]].to(x)  # (d,)
             self._task_cov = module.task_covariance()  # (T, T)
@@ -281,6 +290,12 @@ class ICMGaussianProcess:
     def n_tasks(self) -> int:
         return int(self._task_cov.shape[0])
 
+    @property
+    def inputs(self) -> np.ndarray:
+        """The training inputs in the search space's columns, absent entries filled ``(n, d)``
+        (without the indicator inputs)."""
+        return self.x.detach().cpu().numpy()[:, : self.x.shape[1] - len(self.indicator_columns)]
+
     def posterior(self, x: torch.Tensor, task_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and variance of the latent function of one task.
 
@@ -292,7 +307,8 @@ class ICMGaussianProcess:
         Returns:
             Mean and variance, each of shape ``(m,)``, in standardized units (lower is better).
         """
-        x = self._fill_inactive(x.to(device=self.x.device, dtype=self.x.dtype))
+        x = with_indicators(x.to(device=self.x.device, dtype=self.x.dtype), self.indicator_columns)
+        x = self._fill_inactive(x)
         # The same Matérn-5/2 as the module's GPyTorch kernel, with the lengthscales held
         # fixed: gradients flow to ``x`` only, not into the hyperparameters.
         shared = matern52(x, self.x, self._lengthscale)  # (m, n)
@@ -351,7 +367,7 @@ class ICMGaussianProcess:
         """
         with torch.no_grad():
             mean, _ = self.posterior(x, task_index)
-            x = self._fill_inactive(x.to(self.x))
+            x = self._fill_inactive(with_indicators(x.to(self.x), self.indicator_columns))
         task = torch.full((len(x),), task_index, dtype=torch.long, device=x.device)
         return ICMGaussianProcess(
             self.module,
@@ -359,7 +375,25 @@ class ICMGaussianProcess:
             torch.cat([self.task, task]),
             torch.cat([self.y, mean]),
             torch.cat([self.noise, torch.zeros_like(mean)]),
+            self.indicator_columns,
         )
+
+
+def _no_columns(columns: np.ndarray | None) -> np.ndarray:
+    """The indicator columns ``(k,)``, none for None."""
+    return np.zeros(0, dtype=np.int64) if columns is None else np.asarray(columns, np.int64)
+
+
+def with_indicators(x: torch.Tensor, columns: np.ndarray) -> torch.Tensor:
+    """``x`` ``(m, d)`` with the NaN entries of ``columns`` ``(k,)`` at the middle of the range
+    and ``k`` indicator inputs appended (1 where the entry was NaN): ``(m, d + k)``."""
+    if len(columns) == 0:
+        return x
+    index = torch.as_tensor(columns, device=x.device)
+    inactive = torch.isnan(x[:, index])  # (m, k)
+    x = x.clone()
+    x[:, index] = torch.where(inactive, torch.full_like(x[:, index], 0.5), x[:, index])
+    return torch.cat([x, inactive.to(x.dtype)], dim=1)
 
 
 def matern52(x1: torch.Tensor, x2: torch.Tensor, lengthscale: torch.Tensor) -> torch.Tensor:
@@ -656,10 +690,12 @@ def fit_icm_gp(
     Returns:
         The conditioned GP and the state dict to warm-start the next fit.
     """
+    columns = _no_columns(data.indicator_columns)
     x = torch.as_tensor(data.x, dtype=torch.float64, device=device)  # (n, d), NaN: absent
+    x = with_indicators(x, columns)  # (n, d + k)
     task = torch.as_tensor(data.task, dtype=torch.long, device=device)  # (n,)
     y = torch.as_tensor(data.y, dtype=torch.float64, device=device)  # (n,)
-    slot = _slot_tensor(data, device)  # (n, d) or None
+    slot = _slot_tensor(data, device)  # (n, d + k) or None
     noise = torch.zeros_like(y) if data.noise is None else torch.as_tensor(data.noise).to(y)
     rows = slice(None) if fit_subset is None else torch.as_tensor(fit_subset, device=device)
     fit_data = (x[rows], task[rows], y[rows], None if slot is None else slot[rows], noise[rows])
@@ -683,7 +719,8 @@ def fit_icm_gp(
                 module, loss = min([(module, loss), fit_from(alternative)], key=lambda m: m[1])
             with torch.no_grad():
                 filled = module.fill(x, slot)
-            return ICMGaussianProcess(module, filled, task, y, noise), module.state_dict()
+            model = ICMGaussianProcess(module, filled, task, y, noise, columns)
+            return model, module.state_dict()
         except (ModelFitError, RuntimeError, ValueError) as error:
             _logger.warning("GP fit failed (%s); retrying from default hyperparameters.", error)
             last_error = error
@@ -710,10 +747,19 @@ def with_slot_values(
 
 
 def _slot_tensor(data: TrainingData, device: str) -> torch.Tensor | None:
-    """``data.slot`` as a long tensor, or None where no entry is absent (the plain GP)."""
-    if data.slot is None or not (data.slot >= 0).any():
+    """``data.slot`` as a long tensor ``(n, d + k)``, the indicator columns' inactive entries
+    and the indicator inputs unfilled; None where no entry is filled (the plain GP)."""
+    if data.slot is None:
         return None
-    return torch.as_tensor(data.slot, dtype=torch.long, device=device)
+    columns = _no_columns(data.indicator_columns)
+    slot = data.slot.copy()
+    if len(columns):
+        slot[:, columns] = np.where(slot[:, columns] == columns, -1, slot[:, columns])
+        slot = np.where(slot >= data.x.shape[1], slot + len(columns), slot)  # after the inputs
+        slot = np.concatenate([slot, np.full((len(slot), len(columns)), -1)], axis=1)
+    if not (slot >= 0).any():
+        return None
+    return torch.as_tensor(slot, dtype=torch.long, device=device)
 
 
 def compatible_state(

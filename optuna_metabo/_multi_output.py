@@ -416,7 +416,7 @@ class MultiOutputEngine:
             data,
             raw,
             rows,
-            model.x.detach().cpu().numpy(),
+            model.inputs,
             [p.name for p in priors],
             similarity={p.name: float(correlations[i]) for i, p in enumerate(priors)},
             held=held_values(model, priors),

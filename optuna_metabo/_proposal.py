@@ -70,6 +70,9 @@ class EngineSettings:
     before repeating one. ``mislead_log_odds``: once the log odds that some prior ranks the
     target's results (against a random ranking, ``ranking_log_odds``) fall below minus this,
     the design ends and the task correlations lose their positive prior.
+    ``inactive_inputs``: a branch parameter switched off is a learned value of its column
+    (``"learned"``) or the middle of its range plus an input that says so (``"indicator"``,
+    see ``TrainingData.indicator_columns``).
     """
 
     rank: int = 1
@@ -88,6 +91,7 @@ class EngineSettings:
     pruned_trials: str = "curve"
     design_branches: bool = False
     mislead_log_odds: float | None = 0.5
+    inactive_inputs: str = "learned"
 
     def model_options(self) -> ModelOptions:
         """The structural choices of the model."""
@@ -200,6 +204,7 @@ def _training_data(
     pairs = [(i, int(c)) for i, p in enumerate(priors) for c in p.unknown_columns]
     for k, (i, column) in enumerate(pairs):
         slot[task == i, column] = dim + k
+    inactive = np.flatnonzero((slot == np.arange(dim)[None, :]).any(axis=0))  # (k,)
     return TrainingData(
         x=x,
         task=task,
@@ -208,6 +213,7 @@ def _training_data(
         slot=slot,
         n_unknown=len(pairs),
         noise=np.concatenate(noises),
+        indicator_columns=inactive if settings.inactive_inputs == "indicator" else None,
     )
 
 
@@ -277,7 +283,7 @@ def _prior_candidates(
     configurations onto the fixed value, where they need not be good; each prior task then
     also offers the minimizer of its posterior mean at the fixed value.
     """
-    filled = model.x.detach().cpu().numpy()[: len(data.y)]  # (n, d)
+    filled = model.inputs[: len(data.y)]  # (n, d)
     rows = []
     for t in range(data.n_tasks - 1):
         index = np.flatnonzero(measured_rows(data, t))
@@ -401,12 +407,14 @@ def _held_value_restarts(
     if state is None or data.slot is None or data.n_unknown == 0 or target.sum() < 2:
         return []
     best = data.x[target][np.argmin(data.y[target])]  # (d,)
-    unknown = np.unique(data.slot[data.slot >= data.x.shape[1]])  # (k,)
+    unknown = np.unique(data.slot[data.slot >= data.x.shape[1]])  # (u,)
     columns = np.array([np.flatnonzero((data.slot == k).any(axis=0))[0] for k in unknown])
     values = np.nan_to_num(best[columns], nan=0.5)
-    fresh = ICMKernelModule(data.x.shape[1], data.n_tasks, rank, data.n_unknown).state_dict()
+    n_indicators = 0 if data.indicator_columns is None else len(data.indicator_columns)
+    dim = data.x.shape[1] + n_indicators
+    fresh = ICMKernelModule(dim, data.n_tasks, rank, data.n_unknown).state_dict()
     default_tasks = {k: v for k, v in fresh.items() if k.startswith("task_kernel.")}
-    return [with_slot_values({**state, **default_tasks}, unknown, values)]
+    return [with_slot_values({**state, **default_tasks}, unknown + n_indicators, values)]
 
 
 def _with_target_correlations_negated(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -460,7 +468,7 @@ def _first_of_their_branches(
     """The candidates ``(k, d)`` that take a categorical choice some prior's best
     configuration took and no tried configuration ``(t, d)`` took yet; all of them if none
     does. Over a branch choice, the design covers the branches that won on the priors."""
-    filled = model.x.detach().cpu().numpy()[: len(data.y)]
+    filled = model.model.inputs[: len(data.y)]
     incumbents = []
     for task in range(data.n_tasks - 1):
         rows = np.flatnonzero(measured_rows(data, task))
@@ -491,7 +499,7 @@ def held_values(
     model: ICMGaussianProcess, priors: list[EncodedPrior]
 ) -> dict[str, dict[int, float]]:
     """The learned value of each column a prior never tuned, by prior name and column."""
-    filled = model.x.detach().cpu().numpy()
+    filled = model.inputs
     held: dict[str, dict[int, float]] = {}
     start = 0
     for prior in priors:
@@ -708,7 +716,7 @@ class ProposalEngine:
         measured = measured_rows(data, target)
         if threshold is None or target == 0 or measured.sum() < 2:
             return False
-        points = model.x.detach().cpu().numpy()[: len(data.y)][measured]
+        points = model.model.inputs[: len(data.y)][measured]
         means = _prior_means(model, points, list(range(target)))
         return ranking_log_odds(means, data.y[measured]) < -threshold
 
