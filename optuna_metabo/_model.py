@@ -193,7 +193,9 @@ class ICMKernelModule(gpytorch.Module):
         return self.task_kernel.var[-1]
 
     def log_prior(self) -> torch.Tensor:
-        total = self.noise_prior.log_prob(torch.exp(self.raw_noise)).sum()
+        # Clamped: a task whose values are all alike drives its noise towards zero, and the
+        # log-normal density is undefined at an exp() that underflowed to 0.
+        total = self.noise_prior.log_prob(torch.exp(self.raw_noise.clamp_min(-60.0))).sum()
         for _, module, prior, closure, _ in self.named_priors():
             total = total + prior.log_prob(closure(module)).sum()
         return total + self.correlation_log_prior()
