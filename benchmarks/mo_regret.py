@@ -34,13 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.pareto import hypervolume
+from benchmarks.pareto import nondominated_mask
 from benchmarks.problems.base import Problem
 from benchmarks.problems.multi_objective import MOProblem
 from benchmarks.regret import best_so_far
 from benchmarks.regret import Bounds
 from benchmarks.regret import task_bounds
-from optuna_metabo._pareto import hypervolume
-from optuna_metabo._pareto import nondominated_mask
 
 
 REFERENCE_POINT = 1.1

@@ -22,9 +22,9 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from benchmarks.pareto import nondominated_mask
 from benchmarks.samplers import PriorContext
 from benchmarks.samplers import SamplerSpec
-from optuna_metabo._pareto import nondominated_mask
 
 
 WARM_START_TOTAL = 10
