@@ -40,7 +40,6 @@ figure at the same number of trials. With ``EngineSettings.pruned_trials`` the
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 import math
 import resource
 import statistics
@@ -215,8 +214,8 @@ def run_pruned(
         seed: Seed of tasks, priors, history and samplers.
         target_history: Random-search trials in the target study before the timed ones.
     """
+    from optuna_metabo import EngineSettings
     from optuna_metabo import MetaBOSampler
-    from optuna_metabo._proposal import EngineSettings
 
     rng = np.random.RandomState(seed)
     pruned_storage = optuna.storages.InMemoryStorage()
@@ -249,12 +248,10 @@ def run_pruned(
             optuna.pruners.NopPruner(),
         ),
     }
-    if "pruned_trials" in {f.name for f in fields(EngineSettings)}:
-        arms["ignore"] = arms["pruned"]
+    arms["ignore"] = arms["pruned"]
     for label, (storage, trials, objective, pruner) in arms.items():
-        sampler = MetaBOSampler(names, prior_storage=storage, seed=seed)
-        if label == "ignore":
-            sampler._engine_kwargs["pruned_trials"] = "ignore"
+        settings = EngineSettings(pruned_trials="ignore" if label == "ignore" else "curve")
+        sampler = MetaBOSampler(names, prior_storage=storage, seed=seed, engine_settings=settings)
         timed, seconds = _timed(sampler)
         study = optuna.create_study(sampler=timed, pruner=pruner)
         study.add_trials(trials)

@@ -42,16 +42,17 @@ import time
 from typing import Any
 import uuid
 
+import gpytorch  # noqa: F401  (heavy imports before forking the workers)
 import optuna
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import sqlalchemy
+import torch  # noqa: F401
 
 from benchmarks.bench_workers import _objective
 from benchmarks.bench_workers import _prior
 from examples.distributed_worker import caused_by_storage
 from optuna_metabo import MetaBOSampler
-import optuna_metabo._proposal  # noqa: F401  (heavy imports before forking the workers)
 
 
 DEFAULT_STORAGE = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

@@ -44,10 +44,11 @@ from typing import Any
 import uuid
 import warnings
 
+import gpytorch  # noqa: F401  (heavy imports before forking the workers)
 import optuna
+import torch  # noqa: F401
 
 from optuna_metabo import MetaBOSampler
-import optuna_metabo._proposal  # noqa: F401  (heavy imports before forking the workers)
 
 
 def _objective(sleep: float) -> Callable[[optuna.Trial], float]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import fields
 
 import optuna
 
@@ -71,24 +70,10 @@ class Arm:
         return PRUNERS[self.pruner]() if self.pruner else optuna.pruners.NopPruner()
 
 
-def _pruned_trials_check() -> str | None:
-    reason = _metabo_check()
-    if reason:
-        return reason
-    from optuna_metabo._proposal import EngineSettings
-
-    if "pruned_trials" not in {f.name for f in fields(EngineSettings)}:
-        return (
-            "not available in this version: optuna_metabo._proposal.EngineSettings has no "
-            "`pruned_trials` setting"
-        )
-    return None
-
-
 def _pruned_variant(mode: str) -> SamplerSpec:
     return SamplerSpec(
         _metabo_engine(pruned_trials=mode),
-        check=_pruned_trials_check,
+        check=_metabo_check,
         uses_priors=True,
         description=f"MetaBOSampler with EngineSettings(pruned_trials={mode!r})",
     )

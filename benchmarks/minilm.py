@@ -197,8 +197,9 @@ def _defaults_space(max_epochs: int) -> Callable[[optuna.Trial], dict[str, Any]]
 def code_fingerprint() -> str:
     """SHA-256 (first 12 digits) of the ``optuna_metabo`` sources that this process imported."""
     digest = hashlib.sha256()
-    for path in sorted(Path(optuna_metabo.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    root = Path(optuna_metabo.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

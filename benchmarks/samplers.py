@@ -211,14 +211,19 @@ def _metabo_told(
 
 
 def _metabo_engine(**settings: Any) -> Callable[[int, PriorContext], BaseSampler]:
-    """MetaBOSampler with knobs of its numeric core that are not public arguments (see
-    ``optuna_metabo._proposal.EngineSettings``): for variants measured against the default."""
-    default = _metabo()
+    """MetaBOSampler with knobs of its numeric core (``optuna_metabo.EngineSettings``): for
+    variants measured against the default."""
 
     def factory(seed: int, priors: PriorContext) -> BaseSampler:
-        sampler = default(seed, priors)
-        sampler._engine_kwargs.update(settings)  # type: ignore[attr-defined]
-        return sampler
+        from optuna_metabo import EngineSettings
+        from optuna_metabo import MetaBOSampler
+
+        return MetaBOSampler(
+            priors.names,
+            prior_storage=priors.storage,
+            seed=seed,
+            engine_settings=EngineSettings(**settings),
+        )
 
     return factory
 

@@ -7,7 +7,6 @@ about performance.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -182,17 +181,6 @@ def test_best_completed_trial_by_cost_counts_only_finished_completed_trials() ->
     best = best_completed_by_cost(trials, np.array([2.0, 3.0, 1.0, 4.0]), 9, "maximize")
     np.testing.assert_array_equal(best[:4], [np.nan] * 4)  # spent 2 (pruned), then 5
     np.testing.assert_array_equal(best[4:], [3.0, 3.0, 3.0, 3.0, 3.0])  # 5 at cost 10 > 9
-
-
-def test_pruned_trial_variants_wait_for_the_engine_setting() -> None:
-    from optuna_metabo._proposal import EngineSettings
-
-    has_setting = "pruned_trials" in {f.name for f in fields(EngineSettings)}
-    for mode in PRUNED_TRIALS_MODES:
-        reason = ARMS[f"metabo_hb_{mode}"].unavailable()
-        assert (reason is None) == has_setting
-        if reason:
-            assert "not available in this version" in reason
 
 
 @pytest.mark.slow

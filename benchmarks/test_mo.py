@@ -21,6 +21,8 @@ from benchmarks.mo_runner import mo_plan
 from benchmarks.mo_runner import run_mo_all
 from benchmarks.mo_samplers import MO_SAMPLERS
 from benchmarks.mo_samplers import WARM_START_TOTAL
+from benchmarks.pareto import hypervolume
+from benchmarks.pareto import nondominated_mask
 from benchmarks.problems.lcbench import lcbench_available
 from benchmarks.problems.multi_objective import CONSTRAINTS_ATTR
 from benchmarks.problems.multi_objective import DTLZ2Family
@@ -31,8 +33,6 @@ from benchmarks.runner import get_storage
 from benchmarks.runner import prior_tasks
 from benchmarks.runner import Protocol
 from benchmarks.runner import RunKey
-from optuna_metabo._pareto import hypervolume
-from optuna_metabo._pareto import nondominated_mask
 
 
 HAS_LCBENCH = lcbench_available()

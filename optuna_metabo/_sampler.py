@@ -22,26 +22,27 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_metabo._output_transform import TRANSFORMS
-from optuna_metabo._outputs import check_constraint_values
-from optuna_metabo._outputs import constraint_key_order
-from optuna_metabo._outputs import CONSTRAINTS_KEY
-from optuna_metabo._outputs import match_outputs
-from optuna_metabo._outputs import MAX_OBJECTIVES
-from optuna_metabo._outputs import prior_output_tasks
-from optuna_metabo._outputs import PriorStudy
-from optuna_metabo._outputs import TargetOutputs
-from optuna_metabo._prior_studies import PriorLoader
-from optuna_metabo._prior_studies import PriorSpec
-from optuna_metabo._priors import encode_task
-from optuna_metabo._priors import EncodedPrior
-from optuna_metabo._priors import fixed_parameter_space
-from optuna_metabo._priors import LACKED_UNKNOWN
-from optuna_metabo._priors import parameter_handling
-from optuna_metabo._priors import SkippedPrior
-from optuna_metabo._search_space import SearchSpace
-from optuna_metabo._target_space import learn_conditions
-from optuna_metabo._target_space import union_search_space
+from optuna_metabo._core.output_transform import TRANSFORMS
+from optuna_metabo._core.search_space import SearchSpace
+from optuna_metabo._core.types import EngineSettings
+from optuna_metabo._core.types import ProposalSource
+from optuna_metabo._history.outputs import check_constraint_values
+from optuna_metabo._history.outputs import constraint_key_order
+from optuna_metabo._history.outputs import match_outputs
+from optuna_metabo._history.outputs import MAX_OBJECTIVES
+from optuna_metabo._history.outputs import prior_output_tasks
+from optuna_metabo._history.outputs import PriorStudy
+from optuna_metabo._history.outputs import TargetOutputs
+from optuna_metabo._history.prior_studies import PriorLoader
+from optuna_metabo._history.prior_studies import PriorSpec
+from optuna_metabo._history.priors import encode_task
+from optuna_metabo._history.priors import EncodedPrior
+from optuna_metabo._history.priors import fixed_parameter_space
+from optuna_metabo._history.priors import parameter_handling
+from optuna_metabo._history.priors import SkippedPrior
+from optuna_metabo._history.target_space import learn_conditions
+from optuna_metabo._history.target_space import union_search_space
+from optuna_metabo._last_proposal import LastProposal
 from optuna_metabo._target_trials import encode_trials
 from optuna_metabo._target_trials import failure_rows
 from optuna_metabo._target_trials import metric_names
@@ -54,25 +55,27 @@ from optuna_metabo._target_trials import target_outputs
 from optuna_metabo._target_trials import target_trials
 from optuna_metabo._target_trials import TargetTrials
 from optuna_metabo._target_trials import unfinished_rows
-from optuna_metabo._trial_attrs import SOURCE_FALLBACK
-from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
-from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
-from optuna_metabo._trial_attrs import SOURCE_STARTUP
-from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
-from optuna_metabo._trial_attrs import USER_ATTR_ACQUISITION
-from optuna_metabo._trial_attrs import USER_ATTR_FAILURE
-from optuna_metabo._trial_attrs import USER_ATTR_FEASIBILITY
-from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_MEAN
-from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_STD
-from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
+from optuna_metabo._vocabulary import CONSTRAINTS_KEY
+from optuna_metabo._vocabulary import LACKED_UNKNOWN
+from optuna_metabo._vocabulary import SOURCE_FALLBACK
+from optuna_metabo._vocabulary import SOURCE_INDEPENDENT
+from optuna_metabo._vocabulary import SOURCE_OF
+from optuna_metabo._vocabulary import SOURCE_STARTUP
+from optuna_metabo._vocabulary import SYSTEM_ATTR_SHARED_PARAMS
+from optuna_metabo._vocabulary import USER_ATTR_ACQUISITION
+from optuna_metabo._vocabulary import USER_ATTR_FAILURE
+from optuna_metabo._vocabulary import USER_ATTR_FEASIBILITY
+from optuna_metabo._vocabulary import USER_ATTR_PREDICTED_MEAN
+from optuna_metabo._vocabulary import USER_ATTR_PREDICTED_STD
+from optuna_metabo._vocabulary import USER_ATTR_SOURCE
 
 
 if TYPE_CHECKING:
     from optuna.study import Study
 
-    from optuna_metabo._multi_output import MultiOutputEngine
-    from optuna_metabo._proposal import Proposal
-    from optuna_metabo._proposal import ProposalEngine
+    from optuna_metabo._core.multi_output import MultiOutputEngine
+    from optuna_metabo._core.proposal import Proposal
+    from optuna_metabo._core.proposal import ProposalEngine
 
 
 _logger = logging.getLogger(__name__)
@@ -146,6 +149,11 @@ class MetaBOSampler(BaseSampler):
             used too. Each constraint gets a multi-task GP over the target and the priors that
             stored the same constraint (same key), and the acquisition is weighted by the
             probability of feasibility.
+        engine_settings:
+            Further knobs of the numeric core, for experiments (``optuna_metabo.EngineSettings``;
+            the defaults are the measured choices). Its ``rank``, ``output_transform``,
+            ``max_fit_points``, ``n_prior_design_trials`` and ``device`` are replaced by the
+            arguments above.
 
     The sampler writes nothing to the study beyond each trial's ``metabo:*`` user attributes
     and the shared point of a running trial (a system attribute other workers read). For the
@@ -171,6 +179,7 @@ class MetaBOSampler(BaseSampler):
         device: str = "cpu",
         warn_independent_sampling: bool = True,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
+        engine_settings: EngineSettings | None = None,
     ) -> None:
         _validate_arguments(rank, output_transform, max_prior_trials, max_fit_points, device)
         self._prior_defaults = _parameter_values("prior_defaults", prior_defaults)
@@ -182,7 +191,8 @@ class MetaBOSampler(BaseSampler):
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._n_startup_trials = n_startup_trials
         self._max_prior_trials = max_prior_trials
-        self._engine_kwargs: dict[str, Any] = dict(
+        self._settings = dataclasses.replace(
+            engine_settings or EngineSettings(),
             rank=rank,
             output_transform=output_transform,
             max_fit_points=max_fit_points,
@@ -205,14 +215,13 @@ class MetaBOSampler(BaseSampler):
             "target_unfinished_used": 0,
         }
         self._summary_logged = False
-        # The latest model proposal (trial number, search space, proposal): the slice plot of
-        # ``DashboardCallback`` shows the very GP that chose it.
-        self._latest: tuple[int, SearchSpace, Proposal] | None = None
+        # The latest model proposal (see ``last_proposal``).
+        self._last: LastProposal | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]  # Locks do not pickle; e.g. Dask ships samplers to its workers.
-        state["_latest"] = None  # It holds a fitted GP; only the dashboard reads it.
+        state["_last"] = None  # It holds a fitted GP; only plots read it.
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -313,7 +322,7 @@ class MetaBOSampler(BaseSampler):
             objectives, in the target's order, as the prior recorded them (non-dominated in the
             prior's own directions).
         """
-        from optuna_metabo._pareto import nondominated_mask
+        from optuna_metabo._core.pareto import nondominated_mask
 
         outputs = target_outputs(study, target_trials(study, None).completed)
         fronts: dict[str, np.ndarray] = {}
@@ -326,6 +335,36 @@ class MetaBOSampler(BaseSampler):
             front = lower_is_better[nondominated_mask(lower_is_better)]
             fronts[prior.name] = front * prior.signs[columns]  # As the prior recorded them.
         return fronts
+
+    def explain_priors(self, study: Study) -> dict[str, Any]:
+        """Which prior studies this sampler would use for ``study``'s next trial and how, and
+        why it skips the others, without suggesting a trial.
+
+        Args:
+            study: The target study; its completed and pruned trials define the search space
+                (the priors' shared parameters while it has none).
+
+        Returns:
+            ``prior_summary()``'s ``"used"`` and ``"skipped"`` for that space, and the space
+            itself, ``"search_space"``: ``{name: distribution}``.
+        """
+        history = target_trials(study, None)
+        defining = [t.distributions for t in history.completed + history.pruned]
+        distributions = union_search_space(defining) or self._prior_search_space(study)
+        space = self._search_space(study, distributions, history)
+        self._encoded_priors(study, space, self._target_outputs(study, history))
+        summary = self.prior_summary()
+        return {
+            "used": summary["used"],
+            "skipped": summary["skipped"],
+            "search_space": space.distributions,
+        }
+
+    def last_proposal(self) -> LastProposal | None:
+        """What the sampler knew when it chose its latest model-phase trial (the search space,
+        the point and the posterior), read-only; None before one. ``DashboardCallback`` draws
+        its slice plot from it."""
+        return self._last
 
     # ---------------------------------------------------------------------------- internals
     def _suggest(
@@ -377,15 +416,18 @@ class MetaBOSampler(BaseSampler):
         for _ in range(_MAX_CLASH_RETRIES + 1):
             proposal = self._propose(study, trial, space, encoded, outputs, history)
             params = space.decode(proposal.x)
-            if proposal.source == SOURCE_PRIOR_DESIGN:
+            if proposal.source == ProposalSource.PRIOR_DESIGN:
                 params = _exact_prior_values(priors, space, proposal.x, params)
             self._record(study, trial, proposal, params)
             history = target_trials(study, trial)
             if not any(params_of(t) == params for t in history.running):
                 break
-        if proposal.source == SOURCE_PRIOR_DESIGN:
+        if proposal.source == ProposalSource.PRIOR_DESIGN:
             self._remember_prior_values(trial, _prior_params_at(priors, space, proposal.x))
-        self._latest = (trial.number, space, proposal)
+        sign = float(objective_signs(study)[0])
+        self._last = LastProposal(
+            trial.number, space, proposal.x, SOURCE_OF[proposal.source], proposal.view, sign
+        )
         return params
 
     def _target_outputs(self, study: Study, history: TargetTrials) -> TargetOutputs:
@@ -521,8 +563,8 @@ class MetaBOSampler(BaseSampler):
         outputs: TargetOutputs,
         history: TargetTrials,
     ) -> Proposal:
-        from optuna_metabo._multi_output import MultiOutputEngine
-        from optuna_metabo._multi_output import OutputData
+        from optuna_metabo._core.multi_output import MultiOutputEngine
+        from optuna_metabo._core.multi_output import OutputData
 
         signs = objective_signs(study)
         target_x, target_y = encode_trials(
@@ -568,13 +610,12 @@ class MetaBOSampler(BaseSampler):
 
     def _engine_for(self, outputs: TargetOutputs) -> ProposalEngine | MultiOutputEngine:
         """The engine for these outputs; a new one (fitting from scratch) when they change."""
-        from optuna_metabo._multi_output import MultiOutputEngine
-        from optuna_metabo._proposal import EngineSettings
-        from optuna_metabo._proposal import ProposalEngine
+        from optuna_metabo._core.multi_output import MultiOutputEngine
+        from optuna_metabo._core.proposal import ProposalEngine
 
         key = (outputs.n_objectives, outputs.constraint_keys, outputs.failure)
         if self._engine is None or self._engine[0] != key:
-            settings = EngineSettings(**self._engine_kwargs)
+            settings = self._settings
             n_constraints = len(outputs.constraint_keys) + int(outputs.failure)
             engine: ProposalEngine | MultiOutputEngine = (
                 ProposalEngine(settings)
@@ -594,7 +635,7 @@ class MetaBOSampler(BaseSampler):
             USER_ATTR_FEASIBILITY: proposal.feasibility,
             USER_ATTR_FAILURE: proposal.failure_probability,
             USER_ATTR_ACQUISITION: proposal.acquisition,
-            USER_ATTR_SOURCE: proposal.source,
+            USER_ATTR_SOURCE: SOURCE_OF[proposal.source],
         }
         # No prediction is recorded before the target has two results (see Proposal.mean).
         attrs = {k: v for k, v in attrs.items() if not _is_nan(v)}

@@ -19,16 +19,16 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_metabo._outputs import constraint_key_order
-from optuna_metabo._outputs import CONSTRAINTS_KEY
-from optuna_metabo._outputs import TargetOutputs
-from optuna_metabo._outputs import trial_constraints
-from optuna_metabo._prior_studies import study_metric_names
-from optuna_metabo._pruned import curve_of
-from optuna_metabo._pruned import EMPTY_CURVE
-from optuna_metabo._pruned import UnfinishedRows
-from optuna_metabo._search_space import SearchSpace
-from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
+from optuna_metabo._core.pruned import curve_of
+from optuna_metabo._core.pruned import EMPTY_CURVE
+from optuna_metabo._core.pruned import UnfinishedRows
+from optuna_metabo._core.search_space import SearchSpace
+from optuna_metabo._history.outputs import constraint_key_order
+from optuna_metabo._history.outputs import TargetOutputs
+from optuna_metabo._history.prior_studies import study_metric_names
+from optuna_metabo._vocabulary import CONSTRAINTS_KEY
+from optuna_metabo._vocabulary import SYSTEM_ATTR_SHARED_PARAMS
+from optuna_metabo._vocabulary import trial_constraints
 
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 import json
 import os
@@ -117,133 +118,90 @@ def _json_mapping(option: str, text: str | None) -> dict[str, Any]:
 
 
 def _priors(args: argparse.Namespace) -> int:
+    import optuna
     from optuna.trial import TrialState
 
-    from optuna_metabo._outputs import PriorStudy
-    from optuna_metabo._prior_studies import study_metric_names
-    from optuna_metabo._prior_studies import usable_trials
-    from optuna_metabo._priors import SkippedPrior
-    from optuna_metabo._storages import open_storage
-    from optuna_metabo._storages import resolve_study_names
-
-    storage = open_storage(args.storage)
-    names = resolve_study_names(storage, None)
-    if args.target_like is not None:
-        resolve_study_names(storage, [args.target_like])  # A clear error for unknown names.
-    rows: list[tuple[str, str, str, str]] = []
-    tasks: dict[str, PriorStudy | SkippedPrior] = {}
+    storage = _open(args.storage)
+    names = optuna.get_all_study_names(storage)
+    if args.target_like is not None and args.target_like not in names:
+        listed = ", ".join(sorted(names)) or "none"
+        raise CLIError(f"no study named {args.target_like!r} (studies: {listed})")
+    rows = []
     for name in names:
-        study_id = storage.get_study_id_from_name(name)
-        trials = storage.get_all_trials(study_id, deepcopy=False)  # read once per study
-        n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        study_directions = storage.get_study_directions(study_id)
-        directions = ", ".join(d.name.lower() for d in study_directions)
-        task = usable_trials(name, study_directions, trials, study_metric_names(storage, study_id))
-        tasks[name] = task
-        params = ", ".join(sorted(task.distributions)) if isinstance(task, PriorStudy) else "-"
-        rows.append((name, directions, f"{n_complete}/{len(trials)}", params))
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        params = ", ".join(sorted({p for t in done for p in t.params})) or "-"
+        directions = ", ".join(d.name.lower() for d in study.directions)
+        rows.append((name, directions, f"{len(done)}/{len(trials)}", params))
     print(f"Studies in {_redact(args.storage)}: {len(names)}")
     if rows:
         print(_table(("study", "direction", "complete/all trials", "parameters"), rows))
     if args.target_like is None:
         return EXIT_OK
     print()
-    _print_compatibility(
-        storage,
-        args.target_like,
-        tasks,
-        _json_mapping("--prior-defaults", args.prior_defaults),
-        _json_mapping("--fixed-params", args.fixed_params),
-    )
+    target = optuna.load_study(study_name=args.target_like, storage=storage)
+    _print_compatibility(target, storage, args)
     return EXIT_OK
 
 
-def _handling_text(prior: Any, prior_defaults: dict[str, Any]) -> str:
-    """One line on how a prior's parameters differ from the target's and what is done."""
-    from optuna_metabo._priors import parameter_handling
+def _open(url: str) -> Any:
+    """The storage at ``url``, opened for reading as the sampler opens its priors."""
+    from optuna_metabo import open_prior_storage
 
-    handling = parameter_handling(prior, prior_defaults)
+    return open_prior_storage(url)
+
+
+def _handling_text(prior: Mapping[str, Any]) -> str:
+    """One line on how a prior's parameters differ from the target's and what is done."""
     parts = [
         f"lacks {name} ("
         + (f"default {how['value']!r}" if "value" in how else "unknown: value learned")
         + (f"; {how['note']}" if "note" in how else "")
         + ")"
-        for name, how in handling["lacked"].items()
+        for name, how in prior["lacked"].items()
     ]
-    parts += [f"extra {name} ({how})" for name, how in handling["extra"].items()]
+    parts += [f"extra {name} ({how})" for name, how in prior["extra"].items()]
     return "; ".join(parts) or "none"
 
 
-def _print_compatibility(
-    storage: Any,
-    target: str,
-    tasks: dict[str, Any],
-    prior_defaults: dict[str, Any],
-    fixed_params: dict[str, Any],
-) -> None:
-    """Prints which studies MetaBOSampler would use as priors for ``target`` and why not."""
-    import numpy as np
-    from optuna.trial import TrialState
+def _print_compatibility(target: Any, storage: Any, args: argparse.Namespace) -> None:
+    """Prints which studies MetaBOSampler would use as priors for ``target`` and why not,
+    from ``MetaBOSampler.explain_priors``: the very matching the sampler does."""
+    from optuna_metabo import MetaBOSampler
 
-    from optuna_metabo._outputs import TargetOutputs
-    from optuna_metabo._prior_studies import study_metric_names
-    from optuna_metabo._priors import encode_task
-    from optuna_metabo._priors import fixed_parameter_space
-    from optuna_metabo._priors import SkippedPrior
-    from optuna_metabo._search_space import SearchSpace
-    from optuna_metabo._target_space import learn_conditions
-    from optuna_metabo._target_space import union_search_space
-
-    study_id = storage.get_study_id_from_name(target)
-    trials = storage.get_all_trials(study_id, deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE] or list(trials)
-    if not complete:
-        raise CLIError(f"study {target!r} has no trials, so its search space is unknown")
-    distributions = union_search_space([t.distributions for t in complete])
-    usable = [t for t in tasks.values() if not isinstance(t, SkippedPrior)]
-    space = SearchSpace(
-        distributions,
-        learn_conditions([t.params for t in complete], distributions),
-        fixed_parameter_space(usable, fixed_params, list(distributions)),
+    sampler = MetaBOSampler(
+        prior_storage=storage,
+        prior_defaults=_json_mapping("--prior-defaults", args.prior_defaults),
+        fixed_params=_json_mapping("--fixed-params", args.fixed_params),
     )
-    names = study_metric_names(storage, study_id)
-    target_outputs = TargetOutputs(
-        tuple(names) if names else None, len(storage.get_study_directions(study_id))
-    )
-    described = ", ".join(f"{k} ({_describe(v)})" for k, v in space.distributions.items())
-    print(f"Target search space of {target!r}: {described or '(empty)'}")
-    compatible, incompatible = [], []
-    for name, task in tasks.items():
-        if name == target:
-            continue
-        if isinstance(task, SkippedPrior):
-            incompatible.append((name, task.reason))
-            continue
-        objective = _first_objective_task(task, target_outputs)
-        if isinstance(objective, SkippedPrior):
-            incompatible.append((name, objective.reason))
-            continue
-        result = encode_task(objective, space, 10**9, np.random.RandomState(0), prior_defaults)
-        if isinstance(result, SkippedPrior):
-            incompatible.append((name, result.reason))
-        else:
-            why = f"{result.n_available} usable trials of {result.n_total} in the space"
-            compatible.append((name, why, _handling_text(result, prior_defaults)))
-    print(f"\nCompatible prior studies for {target!r}: {len(compatible)}")
+    if not target.trials:
+        raise CLIError(
+            f"study {target.study_name!r} has no trials, so its search space is unknown"
+        )
+    explained = sampler.explain_priors(target)
+    space = explained["search_space"]
+    described = ", ".join(f"{k} ({_describe(v)})" for k, v in space.items())
+    print(f"Target search space of {target.study_name!r}: {described or '(empty)'}")
+    compatible = [
+        (
+            u["study_name"],
+            f"{u['n_trials_usable']} usable trials of {u['n_trials_total']} in the space",
+            _handling_text(u),
+        )
+        for u in explained["used"]
+    ]
+    incompatible = [
+        (s["study_name"], s["reason"])
+        for s in explained["skipped"]
+        if s["study_name"] != target.study_name
+    ]
+    print(f"\nCompatible prior studies for {target.study_name!r}: {len(compatible)}")
     if compatible:
         print(_table(("study", "why", "parameters that differ"), compatible))
     print(f"\nIncompatible studies: {len(incompatible)}")
     if incompatible:
         print(_table(("study", "why not"), incompatible))
-
-
-def _first_objective_task(study: Any, target: Any) -> Any:
-    """The prior task of the first target objective the study informs, or why none."""
-    from optuna_metabo._outputs import prior_output_tasks
-
-    per_output, skipped, _ = prior_output_tasks([study], target)
-    tasks = [t for per in per_output for t in per]
-    return tasks[0] if tasks else skipped[0]
 
 
 def _describe(dist: Any) -> str:
@@ -371,7 +329,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _redact(url: str) -> str:
-    from optuna_metabo._storages import redact_url
+    from optuna_metabo._history.storages import redact_url
 
     return redact_url(url)
 
@@ -456,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: Arguments without the program name (defaults to ``sys.argv[1:]``).
     """
-    from optuna_metabo._storages import PriorStudyError
+    from optuna_metabo import PriorStudyError
 
     parser = build_parser()
     try:

@@ -14,7 +14,7 @@ import math
 
 import optuna
 
-from optuna_metabo._dashboard import DashboardCallback
+from optuna_metabo._dashboard.callback import DashboardCallback
 from optuna_metabo._sampler import MetaBOSampler
 
 

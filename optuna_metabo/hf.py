@@ -58,10 +58,10 @@ from optuna.pruners import NopPruner
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 
+from optuna_metabo._history.storages import open_storage
+from optuna_metabo._history.storages import resolve_study_names
+from optuna_metabo._history.storages import storage_identity
 from optuna_metabo._sampler import MetaBOSampler
-from optuna_metabo._storages import open_storage
-from optuna_metabo._storages import resolve_study_names
-from optuna_metabo._storages import storage_identity
 
 
 __all__ = [
@@ -359,7 +359,7 @@ def hp_search_kwargs(
     Raises:
         ValueError: If the existing study has another direction or metric, or several
             objectives.
-        optuna_metabo._priors.PriorStudyError: If a prior name or glob matches no study.
+        optuna_metabo._history.priors.PriorStudyError: If a prior name or glob matches no study.
     """
     direction = direction or metric_direction(metric)
     if direction not in ("minimize", "maximize"):

@@ -4,9 +4,9 @@ import numpy as np
 from scipy.stats import norm
 import torch
 
-from optuna_metabo._acquisition import log_h
-from optuna_metabo._acquisition import LogExpectedImprovement
-from optuna_metabo._acquisition import PortfolioCoverage
+from optuna_metabo._core.acquisition import log_h
+from optuna_metabo._core.acquisition import LogExpectedImprovement
+from optuna_metabo._core.acquisition import PortfolioCoverage
 
 
 class _FixedPosterior:
@@ -102,7 +102,7 @@ class _IndependentObjectives:
 def _monte_carlo_ehvi(
     front: np.ndarray, reference: np.ndarray, mean: np.ndarray, std: np.ndarray, n: int = 20_000
 ) -> np.ndarray:
-    from optuna_metabo._pareto import hypervolume
+    from optuna_metabo._core.pareto import hypervolume
 
     rng = np.random.RandomState(0)
     base = hypervolume(front, reference)
@@ -115,8 +115,8 @@ def _monte_carlo_ehvi(
 
 
 def test_log_ehvi_matches_a_monte_carlo_estimate_in_two_and_three_objectives() -> None:
-    from optuna_metabo._acquisition import LogExpectedHypervolumeImprovement
-    from optuna_metabo._pareto import nondominated_boxes
+    from optuna_metabo._core.acquisition import LogExpectedHypervolumeImprovement
+    from optuna_metabo._core.pareto import nondominated_boxes
 
     rng = np.random.RandomState(3)
     for m in (2, 3):
@@ -135,8 +135,8 @@ def test_log_ehvi_matches_a_monte_carlo_estimate_in_two_and_three_objectives() -
 
 
 def test_log_ehvi_is_finite_with_gradients_far_behind_the_front() -> None:
-    from optuna_metabo._acquisition import LogExpectedHypervolumeImprovement
-    from optuna_metabo._pareto import nondominated_boxes
+    from optuna_metabo._core.acquisition import LogExpectedHypervolumeImprovement
+    from optuna_metabo._core.pareto import nondominated_boxes
 
     lower, upper = nondominated_boxes(np.array([[0.0, 0.0]]), np.array([1.0, 1.0]))
     mean = torch.tensor([30.0], dtype=torch.float64, requires_grad=True)
@@ -154,8 +154,8 @@ def test_log_ehvi_is_finite_with_gradients_far_behind_the_front() -> None:
 
 
 def test_probability_of_feasibility_and_feasibility_first() -> None:
-    from optuna_metabo._acquisition import ConstrainedAcquisition
-    from optuna_metabo._acquisition import LogProbabilityOfFeasibility
+    from optuna_metabo._core.acquisition import ConstrainedAcquisition
+    from optuna_metabo._core.acquisition import LogProbabilityOfFeasibility
 
     mean, var = np.array([-1.0, 0.0, 2.0]), np.array([1.0, 4.0, 0.25])
     pof = LogProbabilityOfFeasibility(_FixedPosterior(mean, var), 0, threshold=0.5)

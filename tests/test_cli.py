@@ -184,7 +184,7 @@ def test_priors_on_a_journal_file(tmp_path: Path, capsys: pytest.CaptureFixture[
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--target-like", "nope"], "No prior study matches 'nope'"),
+        (["--target-like", "nope"], "no study named 'nope'"),
         (["--target-like", "empty"], "has no trials"),
     ],
 )

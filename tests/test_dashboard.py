@@ -27,18 +27,18 @@ import pytest
 
 from optuna_metabo import DashboardCallback
 from optuna_metabo import MetaBOSampler
-from optuna_metabo._dashboard import _best
-from optuna_metabo._dashboard import NOTE_TITLE
-from optuna_metabo._dashboard import PLOT_ID_HISTORY
-from optuna_metabo._dashboard import PLOT_ID_PARETO
-from optuna_metabo._dashboard import PLOT_ID_SIMILARITY
-from optuna_metabo._dashboard import PLOT_ID_SLICES
-from optuna_metabo._dashboard import transfer_note
-from optuna_metabo._dashboard import Unfinished
-from optuna_metabo._pareto_plot import FRONT_NAME
-from optuna_metabo._plots import history_figure
-from optuna_metabo._plots import SOURCE_COLORS
-from optuna_metabo._plots import TEMPLATE
+from optuna_metabo._dashboard.callback import _best
+from optuna_metabo._dashboard.callback import NOTE_TITLE
+from optuna_metabo._dashboard.callback import PLOT_ID_HISTORY
+from optuna_metabo._dashboard.callback import PLOT_ID_PARETO
+from optuna_metabo._dashboard.callback import PLOT_ID_SIMILARITY
+from optuna_metabo._dashboard.callback import PLOT_ID_SLICES
+from optuna_metabo._dashboard.callback import transfer_note
+from optuna_metabo._dashboard.callback import Unfinished
+from optuna_metabo._dashboard.pareto_plot import FRONT_NAME
+from optuna_metabo._dashboard.plots import history_figure
+from optuna_metabo._dashboard.plots import SOURCE_COLORS
+from optuna_metabo._dashboard.plots import TEMPLATE
 
 
 pytest.importorskip("optuna_dashboard")
@@ -346,8 +346,8 @@ def test_slices_cover_every_parameter_kind() -> None:
     from optuna.distributions import FloatDistribution
     from optuna.distributions import IntDistribution
 
-    from optuna_metabo._plots import _slice_rows
-    from optuna_metabo._search_space import SearchSpace
+    from optuna_metabo._core.search_space import SearchSpace
+    from optuna_metabo._dashboard.plots import _slice_rows
 
     space = SearchSpace(
         {

@@ -150,7 +150,7 @@ def launcher_main(
     import importlib
     import multiprocessing
 
-    import optuna_metabo._proposal  # noqa: F401  (imports torch and gpytorch)
+    import optuna_metabo._core.proposal  # noqa: F401  (imports torch and gpytorch)
 
     module_name, function_name = entry.split(":")
     target = getattr(importlib.import_module(module_name), function_name)
@@ -551,7 +551,7 @@ def test_forty_parameter_shared_point_round_trips(
     whole in a TEXT column and read back equal by another connection while the trial runs:
     no chunking is needed on the schemas Optuna >= 4.5 runs on."""
     from optuna_metabo import MetaBOSampler
-    from optuna_metabo._trial_attrs import SYSTEM_ATTR_SHARED_PARAMS
+    from optuna_metabo._vocabulary import SYSTEM_ATTR_SHARED_PARAMS
 
     spec = make_spec(backend, request, tmp_path)
     names = StudyNames(spec)

@@ -19,7 +19,7 @@ from optuna.distributions import IntDistribution
 import pytest
 
 from optuna_metabo import MetaBOSampler
-from optuna_metabo._dashboard import transfer_note
+from optuna_metabo._dashboard.callback import transfer_note
 
 from fixed_design import DesignSampler
 

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_metabo._model import _cholesky_with_jitter
-from optuna_metabo._model import compatible_state
-from optuna_metabo._model import fit_icm_gp
-from optuna_metabo._model import ICMGaussianProcess
-from optuna_metabo._model import ICMKernelModule
-from optuna_metabo._model import matern52
-from optuna_metabo._model import MIN_NOISE
-from optuna_metabo._model import ModelFitError
-from optuna_metabo._model import ModelOptions
-from optuna_metabo._model import negative_log_posterior
-from optuna_metabo._model import TrainingData
+from optuna_metabo._core.model import _cholesky_with_jitter
+from optuna_metabo._core.model import compatible_state
+from optuna_metabo._core.model import fit_icm_gp
+from optuna_metabo._core.model import ICMGaussianProcess
+from optuna_metabo._core.model import ICMKernelModule
+from optuna_metabo._core.model import matern52
+from optuna_metabo._core.model import MIN_NOISE
+from optuna_metabo._core.model import ModelFitError
+from optuna_metabo._core.model import negative_log_posterior
+from optuna_metabo._core.model import TrainingData
+from optuna_metabo._core.types import ModelOptions
 
 
 def _two_tasks(sign: float, n: int = 30, seed: int = 0) -> TrainingData:

@@ -12,11 +12,11 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_metabo import MetaBOSampler
-from optuna_metabo._pareto import hypervolume
-from optuna_metabo._pareto import nondominated_mask
-from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
-from optuna_metabo._trial_attrs import USER_ATTR_FEASIBILITY
-from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
+from optuna_metabo._core.pareto import hypervolume
+from optuna_metabo._core.pareto import nondominated_mask
+from optuna_metabo._vocabulary import SOURCE_PRIOR_DESIGN
+from optuna_metabo._vocabulary import USER_ATTR_FEASIBILITY
+from optuna_metabo._vocabulary import USER_ATTR_SOURCE
 
 from fixed_design import DesignSampler
 

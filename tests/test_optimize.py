@@ -6,10 +6,10 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 import torch
 
-from optuna_metabo._optimize import _search_discrete
-from optuna_metabo._optimize import best_candidate
-from optuna_metabo._optimize import optimize_acquisition
-from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._core.optimize import _search_discrete
+from optuna_metabo._core.optimize import best_candidate
+from optuna_metabo._core.optimize import optimize_acquisition
+from optuna_metabo._core.search_space import SearchSpace
 
 
 def test_finds_a_continuous_optimum_between_sobol_points() -> None:

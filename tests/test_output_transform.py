@@ -13,8 +13,8 @@ import pytest
 from scipy.stats import norm
 
 from optuna_metabo import MetaBOSampler
-from optuna_metabo._output_transform import affine_back
-from optuna_metabo._output_transform import transform_task_values
+from optuna_metabo._core.output_transform import affine_back
+from optuna_metabo._core.output_transform import transform_task_values
 
 
 finite_values = st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=40)

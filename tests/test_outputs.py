@@ -5,14 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from optuna_metabo._outputs import check_constraint_values
-from optuna_metabo._outputs import constraint_key_order
-from optuna_metabo._outputs import match_outputs
-from optuna_metabo._outputs import prior_output_tasks
-from optuna_metabo._outputs import PriorStudy
-from optuna_metabo._outputs import TargetOutputs
-from optuna_metabo._outputs import trial_constraints
-from optuna_metabo._priors import SkippedPrior
+from optuna_metabo._history.outputs import check_constraint_values
+from optuna_metabo._history.outputs import constraint_key_order
+from optuna_metabo._history.outputs import match_outputs
+from optuna_metabo._history.outputs import prior_output_tasks
+from optuna_metabo._history.outputs import PriorStudy
+from optuna_metabo._history.outputs import TargetOutputs
+from optuna_metabo._history.priors import SkippedPrior
+from optuna_metabo._vocabulary import trial_constraints
 
 
 def _study(

@@ -5,9 +5,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 import numpy as np
 
-from optuna_metabo._pareto import hypervolume
-from optuna_metabo._pareto import nondominated_boxes
-from optuna_metabo._pareto import nondominated_mask
+from optuna_metabo._core.pareto import hypervolume
+from optuna_metabo._core.pareto import nondominated_boxes
+from optuna_metabo._core.pareto import nondominated_mask
 
 
 def test_nondominated_mask_keeps_the_front_and_one_of_equal_points() -> None:
@@ -79,7 +79,7 @@ def test_boxes_are_disjoint_and_fill_the_region_the_front_does_not_dominate(
 def test_hypervolume_improvement_equals_the_difference_of_hypervolumes(
     m: int, n_base: int, flat: list[float]
 ) -> None:
-    from optuna_metabo._pareto import hypervolume_improvement
+    from optuna_metabo._core.pareto import hypervolume_improvement
 
     values = np.array(flat[: (n_base + 4) * m]).reshape(-1, m)
     base, points = values[:n_base], values[n_base:]

@@ -18,9 +18,9 @@ from optuna.trial import create_trial
 from optuna.trial import TrialState
 import pytest
 
-from optuna_metabo._prior_studies import PriorLoader
-from optuna_metabo._storages import open_storage
-from optuna_metabo._storages import PriorStudyError
+from optuna_metabo._history.prior_studies import PriorLoader
+from optuna_metabo._history.storages import open_storage
+from optuna_metabo._history.storages import PriorStudyError
 
 
 X = FloatDistribution(0.0, 1.0)

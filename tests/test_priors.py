@@ -8,11 +8,11 @@ from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 
-from optuna_metabo._priors import encode_task
-from optuna_metabo._priors import EncodedPrior
-from optuna_metabo._priors import PriorTask
-from optuna_metabo._priors import SkippedPrior
-from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._core.search_space import SearchSpace
+from optuna_metabo._history.priors import encode_task
+from optuna_metabo._history.priors import EncodedPrior
+from optuna_metabo._history.priors import PriorTask
+from optuna_metabo._history.priors import SkippedPrior
 
 
 X = FloatDistribution(0.0, 1.0)

@@ -5,14 +5,15 @@ from collections.abc import Callable
 import numpy as np
 from optuna.distributions import FloatDistribution
 
-from optuna_metabo._model import TrainingData
-from optuna_metabo._priors import EncodedPrior
-from optuna_metabo._proposal import _fit_subset
-from optuna_metabo._proposal import EngineSettings
-from optuna_metabo._proposal import ProposalEngine
-from optuna_metabo._proposal import ranking_log_odds
-from optuna_metabo._proposal import task_weights
-from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._core.model import TrainingData
+from optuna_metabo._core.proposal import _fit_subset
+from optuna_metabo._core.proposal import ProposalEngine
+from optuna_metabo._core.proposal import ranking_log_odds
+from optuna_metabo._core.proposal import task_weights
+from optuna_metabo._core.search_space import SearchSpace
+from optuna_metabo._core.types import EngineSettings
+from optuna_metabo._core.types import PriorRows
+from optuna_metabo._core.types import ProposalSource
 
 
 def test_task_weights_favour_the_prior_task_that_ranks_the_target_alike() -> None:
@@ -31,10 +32,10 @@ def test_task_weights_are_uniform_before_two_target_trials() -> None:
         np.testing.assert_allclose(weights, np.full(3, 1 / 3))
 
 
-def _prior(name: str, optimum: float, rng: np.random.RandomState) -> EncodedPrior:
+def _prior(name: str, optimum: float, rng: np.random.RandomState) -> PriorRows:
     x = rng.rand(40, 1)
     y = (x[:, 0] - optimum) ** 2
-    return EncodedPrior(name=name, x=x, y=y, n_available=40, n_total=40)
+    return PriorRows(name=name, x=x, y=y)
 
 
 def test_prior_design_is_a_portfolio_across_prior_tasks() -> None:
@@ -44,12 +45,12 @@ def test_prior_design_is_a_portfolio_across_prior_tasks() -> None:
     engine = ProposalEngine(EngineSettings())
     empty = np.zeros((0, 1))
     first = engine.propose(space, priors, empty, np.zeros(0), empty, empty, rng)
-    assert first.source == "prior_design"
+    assert first.source == ProposalSource.PRIOR_DESIGN
     near_left = abs(first.x[0] - 0.2) < 0.1
     assert near_left or abs(first.x[0] - 0.8) < 0.1
     # The first configuration covers one prior task; the next covers the other one.
     second = engine.propose(space, priors, first.x[None, :], np.array([0.3]), empty, empty, rng)
-    assert second.source == "prior_design"
+    assert second.source == ProposalSource.PRIOR_DESIGN
     assert abs(second.x[0] - (0.8 if near_left else 0.2)) < 0.1
 
 
@@ -114,7 +115,7 @@ def _target_source(prior_function: Callable[[np.ndarray], np.ndarray], n_target:
     priors = []
     for i in range(3):
         x = rng.rand(40, 1)
-        priors.append(EncodedPrior(f"p{i}", x, prior_function(x[:, 0]), 40, 40))
+        priors.append(PriorRows(f"p{i}", x, prior_function(x[:, 0])))
     target_x = np.linspace(0.02, 0.98, n_target)[:, None]
     target_y = (target_x[:, 0] - 0.7) ** 2
     space = SearchSpace({"x": FloatDistribution(0.0, 1.0)})
@@ -122,7 +123,7 @@ def _target_source(prior_function: Callable[[np.ndarray], np.ndarray], n_target:
     proposal = engine.propose(
         space, priors, target_x, target_y, np.zeros((0, 1)), np.zeros((0, 1)), rng
     )
-    return proposal.source
+    return proposal.source.value
 
 
 def test_priors_are_set_aside_when_a_target_only_gp_predicts_the_target_better() -> None:
@@ -150,7 +151,7 @@ def test_the_design_ends_once_the_target_ranks_the_priors_configurations_backwar
     priors = []
     for i in range(3):
         x = rng.rand(40, 1)
-        priors.append(EncodedPrior(f"p{i}", x, (x[:, 0] - 0.2) ** 2, 40, 40))
+        priors.append(PriorRows(f"p{i}", x, (x[:, 0] - 0.2) ** 2))
     sources = {}
     for threshold in (None, 1.0):
         engine = ProposalEngine(EngineSettings(mislead_log_odds=threshold))
@@ -159,5 +160,5 @@ def test_the_design_ends_once_the_target_ranks_the_priors_configurations_backwar
             target_y = -((target_x[:, 0] - 0.2) ** 2)  # the negated task
             proposal = engine.propose(space, priors, target_x, target_y, empty, empty, rng)
             target_x = np.concatenate([target_x, proposal.x[None, :]])
-        sources[threshold] = proposal.source
+        sources[threshold] = proposal.source.value
     assert sources == {None: "prior_design", 1.0: "model"}

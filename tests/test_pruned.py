@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optuna_metabo._pruned import Curve
-from optuna_metabo._pruned import curve_of
-from optuna_metabo._pruned import EMPTY_CURVE
-from optuna_metabo._pruned import impute_pruned
-from optuna_metabo._pruned import n_skipped
+from optuna_metabo._core.pruned import Curve
+from optuna_metabo._core.pruned import curve_of
+from optuna_metabo._core.pruned import EMPTY_CURVE
+from optuna_metabo._core.pruned import impute_pruned
+from optuna_metabo._core.pruned import n_skipped
 
 
 def _curve(final: float, steps: range = range(1, 11), scale: float = 1.0) -> Curve:

@@ -35,8 +35,8 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_metabo import MetaBOSampler
-import optuna_metabo._model as model_module
-import optuna_metabo._proposal as proposal_module
+import optuna_metabo._core.model as model_module
+import optuna_metabo._core.proposal as proposal_module
 
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -12,7 +12,7 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 import pytest
 
-from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._core.search_space import SearchSpace
 
 
 @st.composite

@@ -13,11 +13,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal import JournalStorage
 import pytest
 
-from optuna_metabo._storages import open_storage
-from optuna_metabo._storages import PriorStudyError
-from optuna_metabo._storages import redact_url
-from optuna_metabo._storages import resolve_study_names
-from optuna_metabo._storages import storage_identity
+from optuna_metabo._history.storages import open_storage
+from optuna_metabo._history.storages import PriorStudyError
+from optuna_metabo._history.storages import redact_url
+from optuna_metabo._history.storages import resolve_study_names
+from optuna_metabo._history.storages import storage_identity
 
 
 @pytest.mark.parametrize(

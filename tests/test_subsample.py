@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 import numpy as np
 
-from optuna_metabo._subsample import subsample_indices
+from optuna_metabo._core.subsample import subsample_indices
 
 
 @given(

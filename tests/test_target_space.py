@@ -6,10 +6,10 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 import pytest
 
-from optuna_metabo._search_space import Condition
-from optuna_metabo._search_space import SearchSpace
-from optuna_metabo._target_space import learn_conditions
-from optuna_metabo._target_space import union_search_space
+from optuna_metabo._core.search_space import Condition
+from optuna_metabo._core.search_space import SearchSpace
+from optuna_metabo._history.target_space import learn_conditions
+from optuna_metabo._history.target_space import union_search_space
 
 
 OPT = CategoricalDistribution(["sgd", "adam"])

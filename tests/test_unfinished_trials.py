@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_metabo import MetaBOSampler
-from optuna_metabo._trial_attrs import USER_ATTR_FAILURE
-from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
+from optuna_metabo._vocabulary import USER_ATTR_FAILURE
+from optuna_metabo._vocabulary import USER_ATTR_SOURCE
 
 from fixed_design import DesignSampler
 
@@ -242,7 +242,6 @@ def _posterior_mean_ranks(scale: float) -> float:
     """Spearman correlation between the model's mean and the true final values at the
     pruned configurations of a target whose curves are ``scale`` times the values."""
     from scipy.stats import spearmanr
-    import torch
 
     sampler = MetaBOSampler(seed=0, n_startup_trials=2)
     study = optuna.create_study(sampler=sampler)
@@ -258,12 +257,11 @@ def _posterior_mean_ranks(scale: float) -> float:
             trial.report(scale * (final + 0.5 / step), step)
         study.tell(trial, None if prune else final, state=TrialState.PRUNED if prune else None)
     study.optimize(_curve_objective(scale=scale), n_trials=1)
-    assert sampler._latest is not None and sampler._latest[2].view is not None
-    _, space, proposal = sampler._latest
-    rows = np.array([space.encode(c) for c, p in zip(configs, pruned) if p])
-    with torch.no_grad():
-        mean, _ = proposal.view.model.posterior(torch.as_tensor(rows), proposal.view.target_index)
-    return float(spearmanr(mean.numpy(), finals[pruned]).statistic)
+    last = sampler.last_proposal()
+    assert last is not None and last.has_posterior
+    rows = np.array([last.space.encode(c) for c, p in zip(configs, pruned) if p])
+    mean, _, _ = last.predict(rows)  # in the objective's units (minimized here)
+    return float(spearmanr(mean, finals[pruned]).statistic)
 
 
 def test_intermediate_values_on_another_scale_do_not_corrupt_the_model() -> None:

@@ -11,12 +11,11 @@ modelled by its own multi-task GP over the prior studies that recorded a matchin
   ``trial.set_constraint(key, value)`` values their own keys, as ``FrozenTrial.constraints``
   reads them. Lower is feasible (at most zero), in every study.
 
-Nothing here reads a storage or touches a study (see ``_prior_studies`` and ``_sampler``).
+Nothing here reads a storage or touches a study (see ``_history.prior_studies`` and ``_sampler``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -27,15 +26,12 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution
 
-from optuna_metabo._priors import PriorTask
-from optuna_metabo._priors import SkippedPrior
-from optuna_metabo._pruned import Curve
+from optuna_metabo._core.pruned import Curve
+from optuna_metabo._history.priors import PriorTask
+from optuna_metabo._history.priors import SkippedPrior
 
 
 MAX_OBJECTIVES = 4
-# Where Optuna keeps constraint values among a trial's system attributes: a list under the key
-# (``constraints_func``) and one value per ``"constraints:<key>"`` (``trial.set_constraint``).
-CONSTRAINTS_KEY = "constraints"
 
 
 @dataclass
@@ -240,23 +236,6 @@ def prior_output_tasks(
     return per_output, skipped, matched
 
 
-def trial_constraints(system_attrs: Mapping[str, Any]) -> dict[str, float]:
-    """A trial's constraint values by key, read as ``FrozenTrial.constraints`` reads them.
-
-    Args:
-        system_attrs: The trial's system attributes.
-    """
-    constraints: dict[str, float] = {}
-    listed = system_attrs.get(CONSTRAINTS_KEY)
-    if isinstance(listed, (list, tuple)):
-        constraints.update({str(i): _as_float(v) for i, v in enumerate(listed)})
-    prefix = f"{CONSTRAINTS_KEY}:"
-    for key, value in system_attrs.items():
-        if key.startswith(prefix):
-            constraints[key[len(prefix) :]] = _as_float(value)
-    return constraints
-
-
 def constraint_key_order(keys: Sequence[str]) -> tuple[str, ...]:
     """Keys in a stable order: positional ones (``"0"``, ``"1"``, ...) by number, then names."""
     return tuple(
@@ -296,10 +275,3 @@ def check_constraint_values(
             f"{expected} for earlier trials; it must return the same number for every trial."
         )
     return floats
-
-
-def _as_float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from optuna_metabo._search_space import SearchSpace
+from optuna_metabo._core.search_space import SearchSpace
 
 
 AcquisitionFunction = Callable[[torch.Tensor], torch.Tensor]

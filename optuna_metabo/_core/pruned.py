@@ -17,7 +17,7 @@ memory, a NaN loss) at none. What they say about their configurations depends on
   half that deviation squared. A failed trial always takes this rule, a whole deviation
   beyond the worst completed value, below every pruned one.
 - ``"ignore"``: pruned and failed trials are no observations (they are still never proposed
-  again, and failures still have their own model, see ``_multi_output``).
+  again, and failures still have their own model, see ``_core.multi_output``).
 
 Values are a task's own, lower is better; curves are what the trials reported, unflipped.
 Nothing is imputed before a task has two completed trials (their spread sets the scale).

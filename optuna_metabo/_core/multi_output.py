@@ -16,6 +16,7 @@ target trials:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import replace
@@ -24,37 +25,35 @@ import math
 import numpy as np
 import torch
 
-from optuna_metabo._acquisition import ConstrainedAcquisition
-from optuna_metabo._acquisition import LogExpectedHypervolumeImprovement
-from optuna_metabo._acquisition import LogExpectedImprovement
-from optuna_metabo._acquisition import LogProbabilityOfFeasibility
-from optuna_metabo._acquisition import PosteriorModel
-from optuna_metabo._model import TrainingData
-from optuna_metabo._optimize import AcquisitionFunction
-from optuna_metabo._optimize import optimize_acquisition
-from optuna_metabo._optimize import rows_not_in
-from optuna_metabo._output_transform import affine_back
-from optuna_metabo._output_transform import IDENTITY
-from optuna_metabo._pareto import hypervolume
-from optuna_metabo._pareto import hypervolume_improvement
-from optuna_metabo._pareto import nondominated_boxes
-from optuna_metabo._pareto import nondominated_mask
-from optuna_metabo._priors import EncodedPrior
-from optuna_metabo._proposal import canonical_rows
-from optuna_metabo._proposal import ConditionalView
-from optuna_metabo._proposal import EngineSettings
-from optuna_metabo._proposal import held_values
-from optuna_metabo._proposal import measured_rows
-from optuna_metabo._proposal import n_imputed
-from optuna_metabo._proposal import Proposal
-from optuna_metabo._proposal import ProposalEngine
-from optuna_metabo._proposal import single_thread
-from optuna_metabo._proposal import task_weights
-from optuna_metabo._pruned import UnfinishedRows
-from optuna_metabo._search_space import SearchSpace
-from optuna_metabo._trial_attrs import SOURCE_MODEL
-from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
-from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
+from optuna_metabo._core.acquisition import ConstrainedAcquisition
+from optuna_metabo._core.acquisition import LogExpectedHypervolumeImprovement
+from optuna_metabo._core.acquisition import LogExpectedImprovement
+from optuna_metabo._core.acquisition import LogProbabilityOfFeasibility
+from optuna_metabo._core.acquisition import PosteriorModel
+from optuna_metabo._core.model import TrainingData
+from optuna_metabo._core.optimize import AcquisitionFunction
+from optuna_metabo._core.optimize import optimize_acquisition
+from optuna_metabo._core.optimize import rows_not_in
+from optuna_metabo._core.output_transform import affine_back
+from optuna_metabo._core.output_transform import IDENTITY
+from optuna_metabo._core.pareto import hypervolume
+from optuna_metabo._core.pareto import hypervolume_improvement
+from optuna_metabo._core.pareto import nondominated_boxes
+from optuna_metabo._core.pareto import nondominated_mask
+from optuna_metabo._core.proposal import canonical_rows
+from optuna_metabo._core.proposal import ConditionalView
+from optuna_metabo._core.proposal import held_values
+from optuna_metabo._core.proposal import measured_rows
+from optuna_metabo._core.proposal import n_imputed
+from optuna_metabo._core.proposal import Proposal
+from optuna_metabo._core.proposal import ProposalEngine
+from optuna_metabo._core.proposal import single_thread
+from optuna_metabo._core.proposal import task_weights
+from optuna_metabo._core.pruned import UnfinishedRows
+from optuna_metabo._core.search_space import SearchSpace
+from optuna_metabo._core.types import EngineSettings
+from optuna_metabo._core.types import PriorRows
+from optuna_metabo._core.types import ProposalSource
 
 
 # With more than two objectives the number of boxes grows as (front size + 1) ** (k - 1): the
@@ -80,12 +79,12 @@ class OutputData:
             zero is feasible for a constraint); NaN where a trial did not record it.
         is_constraint: Whether the output is a constraint.
         unfinished: The target's pruned and failed trials, imputed as observations of this
-            objective (see ``_pruned``).
+            objective (see ``_core.pruned``).
         extra: Target rows beyond the completed trials, measured: inputs ``(e, d)`` and
             values ``(e,)`` (the failure indicator of the pruned and failed trials).
     """
 
-    priors: list[EncodedPrior]
+    priors: Sequence[PriorRows]
     y: np.ndarray
     is_constraint: bool = False
     unfinished: UnfinishedRows | None = None
@@ -139,8 +138,8 @@ class _Fitted:
 
 
 def _zero_preserving_scale(
-    priors: list[EncodedPrior], y: np.ndarray
-) -> tuple[list[EncodedPrior], np.ndarray]:
+    priors: Sequence[PriorRows], y: np.ndarray
+) -> tuple[Sequence[PriorRows], np.ndarray]:
     """Divides each task's constraint values by their root mean square.
 
     Zero, the feasibility bound, stays zero in every task, while tasks whose values differ in
@@ -377,13 +376,14 @@ class MultiOutputEngine:
                 tried = np.concatenate([target_x, others])
                 scores = portfolio.scores(fresh, tried, portfolio.weights(target_x))
                 index = int(np.argsort(-scores, kind="stable")[n_ahead])
-                x, value, source = fresh[index], float(scores[index]), SOURCE_PRIOR_DESIGN
+                x, value, source = fresh[index], float(scores[index]), ProposalSource.PRIOR_DESIGN
             else:
                 x, value = self._optimize(
                     space, objectives, constraints, fresh, taken, rng, n_ahead
                 )
                 replaced = [f.replaced for f in fitted if f.names or f.replaced]
-                source = SOURCE_TARGET_MODEL if replaced and all(replaced) else SOURCE_MODEL
+                alone = replaced and all(replaced)
+                source = ProposalSource.TARGET_MODEL if alone else ProposalSource.MODEL
             return self._describe(objectives, constraints, failure, x, value, source)
 
     def _fit(
@@ -495,7 +495,7 @@ class MultiOutputEngine:
         failure: _Fitted | None,
         x: np.ndarray,
         value: float,
-        source: str,
+        source: ProposalSource,
     ) -> Proposal:
         means, stds = [], []
         for fitted in objectives:

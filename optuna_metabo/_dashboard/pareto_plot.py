@@ -21,14 +21,14 @@ import numpy as np
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from optuna_metabo._pareto import nondominated_mask
-from optuna_metabo._plots import infeasible_trace
-from optuna_metabo._plots import is_feasible
-from optuna_metabo._plots import rounded
-from optuna_metabo._plots import sign_of
-from optuna_metabo._plots import source_of
-from optuna_metabo._plots import source_traces
-from optuna_metabo._plots import TEMPLATE
+from optuna_metabo._dashboard.plots import infeasible_trace
+from optuna_metabo._dashboard.plots import is_feasible
+from optuna_metabo._dashboard.plots import rounded
+from optuna_metabo._dashboard.plots import sign_of
+from optuna_metabo._dashboard.plots import source_of
+from optuna_metabo._dashboard.plots import source_traces
+from optuna_metabo._dashboard.plots import TEMPLATE
+from optuna_metabo.pareto import nondominated_mask
 
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ A single-objective study gets the task similarity, slices through the incumbent 
 target history; the slice plot uses the very GP that chose the sampler's latest trial (no
 refit, no second factorization), so it is left out where that GP has no single posterior
 (with constraints or a failure model). A multi-objective study gets the task similarity and
-its Pareto front over the prior studies' fronts (see ``_pareto_plot``). With several
+its Pareto front over the prior studies' fronts (see ``_dashboard.pareto_plot``). With several
 objectives or constraints, the note says how each prior's metrics were matched to the
 target's. Once the target has pruned or failed trials, or a prior's were used, the note
 counts them and the trials the failure model steered, and the history shows them as a rug
@@ -42,31 +42,29 @@ from typing import TYPE_CHECKING
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from optuna_metabo._outputs import trial_constraints
-from optuna_metabo._pareto_plot import pareto_figure
-from optuna_metabo._pareto_plot import pareto_front
-from optuna_metabo._plots import FINISHED
-from optuna_metabo._plots import has_finite_values
-from optuna_metabo._plots import history_figure
-from optuna_metabo._plots import is_feasible
-from optuna_metabo._plots import ModelView
-from optuna_metabo._plots import sign_of
-from optuna_metabo._plots import similarity_figure
-from optuna_metabo._plots import slice_figures
-from optuna_metabo._plots import unfinished_trials
-from optuna_metabo._priors import EXTRA_FIXED
-from optuna_metabo._priors import LACKED_DEFAULT
+from optuna_metabo._dashboard.pareto_plot import pareto_figure
+from optuna_metabo._dashboard.pareto_plot import pareto_front
+from optuna_metabo._dashboard.plots import FINISHED
+from optuna_metabo._dashboard.plots import has_finite_values
+from optuna_metabo._dashboard.plots import history_figure
+from optuna_metabo._dashboard.plots import is_feasible
+from optuna_metabo._dashboard.plots import sign_of
+from optuna_metabo._dashboard.plots import similarity_figure
+from optuna_metabo._dashboard.plots import slice_figures
+from optuna_metabo._dashboard.plots import unfinished_trials
 from optuna_metabo._sampler import MetaBOSampler
-from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
-from optuna_metabo._trial_attrs import USER_ATTR_FAILURE
-from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
+from optuna_metabo._vocabulary import EXTRA_FIXED
+from optuna_metabo._vocabulary import LACKED_DEFAULT
+from optuna_metabo._vocabulary import SOURCE_PRIOR_DESIGN
+from optuna_metabo._vocabulary import trial_constraints
+from optuna_metabo._vocabulary import USER_ATTR_FAILURE
+from optuna_metabo._vocabulary import USER_ATTR_SOURCE
 
 
 if TYPE_CHECKING:
     from optuna.study import Study
 
-    from optuna_metabo._proposal import Proposal
-    from optuna_metabo._search_space import SearchSpace
+    from optuna_metabo._last_proposal import LastProposal
 
 
 _logger = logging.getLogger(__name__)
@@ -249,7 +247,7 @@ class DashboardCallback:
             return
         save_plot(study, history_figure(study), graph_object_id=PLOT_ID_HISTORY)
         try:
-            slices = _slice_figures(study, sampler._latest, completed)
+            slices = _slice_figures(sampler.last_proposal(), completed)
         except Exception as error:  # The model's internals may change; keep the rest.
             slices = []
             self._warn("slice plot", error)
@@ -258,19 +256,11 @@ class DashboardCallback:
             save_plot(study, figure, graph_object_id=PLOT_ID_SLICES + suffix)
 
 
-def _slice_figures(
-    study: Study,
-    latest: tuple[int, SearchSpace, Proposal] | None,
-    completed: list[FrozenTrial],
-) -> list[Any]:
+def _slice_figures(last: LastProposal | None, completed: list[FrozenTrial]) -> list[Any]:
     """The slice figures of the sampler's latest model proposal, if it made one."""
-    if latest is None:
+    if last is None or last.space.dim == 0 or not last.has_posterior:
         return []
-    trial_number, space, proposal = latest
-    view = ModelView.from_proposal(proposal, study.direction)
-    if space.dim == 0 or view is None:
-        return []
-    return slice_figures(view, space, proposal.x, trial_number, completed)
+    return slice_figures(last, completed)
 
 
 def _note_key(summary: Mapping[str, Any]) -> str:

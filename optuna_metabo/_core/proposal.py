@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from collections.abc import Mapping
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
@@ -31,71 +32,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from optuna_metabo._acquisition import LogExpectedImprovement
-from optuna_metabo._acquisition import PortfolioCoverage
-from optuna_metabo._model import compatible_state
-from optuna_metabo._model import fit_icm_gp
-from optuna_metabo._model import ICMGaussianProcess
-from optuna_metabo._model import ICMKernelModule
-from optuna_metabo._model import ModelOptions
-from optuna_metabo._model import TrainingData
-from optuna_metabo._model import with_slot_values
-from optuna_metabo._optimize import best_candidate
-from optuna_metabo._optimize import evaluate
-from optuna_metabo._optimize import optimize_acquisition
-from optuna_metabo._optimize import rows_not_in
-from optuna_metabo._output_transform import affine_back
-from optuna_metabo._output_transform import transform_task
-from optuna_metabo._priors import EncodedPrior
-from optuna_metabo._pruned import impute_pruned
-from optuna_metabo._pruned import UnfinishedRows
-from optuna_metabo._search_space import SearchSpace
-from optuna_metabo._subsample import subsample_indices
-from optuna_metabo._trial_attrs import SOURCE_MODEL
-from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
-from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Knobs of the numeric core; see ``MetaBOSampler`` for their meaning.
-
-    ``guard_interval`` is how many target trials a negative-transfer guard decision to keep
-    the priors stands before it is checked again (see ``ProposalEngine.target_only_if_better``).
-    ``n_candidates_per_prior``: each prior's best configurations offered to the design; None:
-    just enough for the design to draw on, ``ceil(n_prior_design_trials / n_priors)`` (each
-    prior's best alone with five priors or more).
-    ``pruned_trials`` is how pruned trials become observations (see ``_pruned``).
-    ``design_branches``: the design re-uses the categorical choices that won on the priors
-    before repeating one. ``mislead_log_odds``: once the log odds that some prior ranks the
-    target's results (against a random ranking, ``ranking_log_odds``) fall below minus this,
-    the design ends and the task correlations lose their positive prior.
-    ``inactive_inputs``: a branch parameter switched off is a learned value of its column
-    (``"learned"``) or the middle of its range plus an input that says so (``"indicator"``,
-    see ``TrainingData.indicator_columns``).
-    """
-
-    rank: int = 1
-    output_transform: str = "standardize"
-    max_fit_points: int = 300
-    n_prior_design_trials: int = 5
-    n_candidates_per_prior: int | None = None
-    n_sobol: int = 512
-    n_local_search: int = 5
-    device: str = "cpu"
-    own_lengthscales: bool = True
-    correlation_prior: bool = True
-    correlation_beta: tuple[float, float] = (2.5, 1.5)
-    guard_interval: int = 1
-    guard_start: int = 10
-    pruned_trials: str = "curve"
-    design_branches: bool = False
-    mislead_log_odds: float | None = 0.5
-    inactive_inputs: str = "learned"
-
-    def model_options(self) -> ModelOptions:
-        """The structural choices of the model."""
-        return ModelOptions(self.own_lengthscales, self.correlation_prior, self.correlation_beta)
+from optuna_metabo._core.acquisition import LogExpectedImprovement
+from optuna_metabo._core.acquisition import PortfolioCoverage
+from optuna_metabo._core.model import compatible_state
+from optuna_metabo._core.model import fit_icm_gp
+from optuna_metabo._core.model import ICMGaussianProcess
+from optuna_metabo._core.model import ICMKernelModule
+from optuna_metabo._core.model import TrainingData
+from optuna_metabo._core.model import with_slot_values
+from optuna_metabo._core.optimize import best_candidate
+from optuna_metabo._core.optimize import evaluate
+from optuna_metabo._core.optimize import optimize_acquisition
+from optuna_metabo._core.optimize import rows_not_in
+from optuna_metabo._core.output_transform import affine_back
+from optuna_metabo._core.output_transform import transform_task
+from optuna_metabo._core.pruned import impute_pruned
+from optuna_metabo._core.pruned import UnfinishedRows
+from optuna_metabo._core.search_space import SearchSpace
+from optuna_metabo._core.subsample import subsample_indices
+from optuna_metabo._core.types import EngineSettings
+from optuna_metabo._core.types import PriorRows
+from optuna_metabo._core.types import ProposalSource
 
 
 @dataclass(frozen=True)
@@ -128,7 +85,7 @@ class Proposal:
             has two values (its units are unknown until then).
         std: Predicted standard deviation in raw units; NaN when ``mean`` is.
         acquisition: Acquisition value at ``x``.
-        source: ``"prior_design"``, ``"model"`` or ``"target_model"`` (see ``_trial_attrs``).
+        source: How the point was chosen.
         similarity: Learned correlation of each prior task with the target, by name.
         held_values: For each prior, the learned normalized value of each column it never
             tuned, by prior name and column.
@@ -140,14 +97,14 @@ class Proposal:
         failure_probability: Where failures are modelled, the predicted probability that a
             trial at ``x`` fails.
         n_imputed: How many of the target's pruned and failed trials the model used as
-            pseudo-observations (see ``_pruned``).
+            pseudo-observations (see ``_core.pruned``).
     """
 
     x: np.ndarray
     mean: float
     std: float
     acquisition: float
-    source: str
+    source: ProposalSource
     similarity: dict[str, float] = field(default_factory=dict)
     held_values: dict[str, dict[int, float]] = field(default_factory=dict)
     view: PosteriorView | None = None
@@ -166,7 +123,7 @@ def n_imputed(data: TrainingData, task: int) -> int:
 def _task_rows(
     x: np.ndarray, y: np.ndarray, unfinished: UnfinishedRows | None, strategy: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One task's measured rows, then its pruned and failed trials imputed (see ``_pruned``):
+    """One task's measured rows, then its pruned and failed trials imputed (see ``_core.pruned``):
     inputs ``(r, d)``, values ``(r,)`` and known extra variances ``(r,)``, zero where measured."""
     if unfinished is None or len(unfinished.x) == 0:
         return x, y, np.zeros(len(y))
@@ -180,7 +137,7 @@ def _task_rows(
 
 
 def _training_data(
-    priors: list[EncodedPrior],
+    priors: Sequence[PriorRows],
     target_x: np.ndarray,
     target_y: np.ndarray,
     settings: EngineSettings,
@@ -426,7 +383,7 @@ def _with_target_correlations_negated(state: Mapping[str, Any]) -> dict[str, Any
     return {**state, "task_kernel.covar_factor": factor}
 
 
-def _untuned_columns(priors: list[EncodedPrior], dim: int) -> np.ndarray:
+def _untuned_columns(priors: Sequence[PriorRows], dim: int) -> np.ndarray:
     """Columns that no prior tuned (each learned a held value for them): ``(k,)``."""
     if not priors:
         return np.zeros(0, dtype=np.int64)
@@ -496,7 +453,7 @@ def canonical_rows(space: SearchSpace, rows: np.ndarray) -> np.ndarray:
 
 
 def held_values(
-    model: ICMGaussianProcess, priors: list[EncodedPrior]
+    model: ICMGaussianProcess, priors: Sequence[PriorRows]
 ) -> dict[str, dict[int, float]]:
     """The learned value of each column a prior never tuned, by prior name and column."""
     filled = model.inputs
@@ -544,7 +501,7 @@ class ProposalEngine:
 
     def fit(
         self,
-        priors: list[EncodedPrior],
+        priors: Sequence[PriorRows],
         target_x: np.ndarray,
         target_y: np.ndarray,
         target_unfinished: UnfinishedRows | None = None,
@@ -610,7 +567,7 @@ class ProposalEngine:
     def propose(
         self,
         space: SearchSpace,
-        priors: list[EncodedPrior],
+        priors: Sequence[PriorRows],
         target_x: np.ndarray,
         target_y: np.ndarray,
         pending_x: np.ndarray,
@@ -660,7 +617,7 @@ class ProposalEngine:
             x, acquisition, source = self._choose(
                 space, view, data, priors, candidates, pending_x, unfinished_x, rng, n_ahead
             )
-            source = SOURCE_TARGET_MODEL if alone is not None else source
+            source = ProposalSource.TARGET_MODEL if alone is not None else source
             proposal = self._describe(
                 view, data, priors, target_y, similarity, x, acquisition, source
             )
@@ -670,7 +627,7 @@ class ProposalEngine:
 
     def target_only_if_better(
         self,
-        priors: list[EncodedPrior],
+        priors: Sequence[PriorRows],
         model: ICMGaussianProcess,
         data: TrainingData,
         target_x: np.ndarray,
@@ -725,13 +682,13 @@ class ProposalEngine:
         space: SearchSpace,
         model: ConditionalView,
         data: TrainingData,
-        priors: list[EncodedPrior],
+        priors: Sequence[PriorRows],
         candidates: np.ndarray,
         pending_x: np.ndarray,
         unfinished_x: np.ndarray,
         rng: np.random.RandomState,
         n_ahead: int,
-    ) -> tuple[np.ndarray, float, str]:
+    ) -> tuple[np.ndarray, float, ProposalSource]:
         s = self.settings
         target = data.n_tasks - 1
         measured = measured_rows(data, target)
@@ -753,7 +710,7 @@ class ProposalEngine:
                 tried = np.concatenate([target_x, others])
                 candidates = _first_of_their_branches(space, candidates, data, model, tried)
             x, value = best_candidate(_portfolio(model, data, others), candidates, n_ahead)
-            return x, value, SOURCE_PRIOR_DESIGN
+            return x, value, ProposalSource.PRIOR_DESIGN
         best_target = canonical_rows(space, target_x[np.argsort(target_y)[:3]])
         starts = np.concatenate([candidates, best_target])
         # A configuration already evaluated or running is not proposed again (re-evaluating
@@ -769,18 +726,18 @@ class ProposalEngine:
             exclude=taken,
             canonical=lambda rows: canonical_rows(space, rows),
         )
-        return x, value, SOURCE_MODEL
+        return x, value, ProposalSource.MODEL
 
     def _describe(
         self,
         model: ConditionalView,
         data: TrainingData,
-        priors: list[EncodedPrior],
+        priors: Sequence[PriorRows],
         target_y: np.ndarray,
         similarity: dict[str, float],
         x: np.ndarray,
         acquisition: float,
-        source: str,
+        source: ProposalSource,
     ) -> Proposal:
         target = data.n_tasks - 1
         with torch.no_grad():

@@ -1,7 +1,7 @@
 """Reading prior studies: which ones, when to read them again, and which trials are usable.
 
 Prior studies are only ever read: nothing here calls a storage method that writes (see
-``_storages`` for how storages are opened).
+``_history.storages`` for how storages are opened).
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_metabo._outputs import constraint_key_order
-from optuna_metabo._outputs import PriorStudy
-from optuna_metabo._outputs import trial_constraints
-from optuna_metabo._priors import SkippedPrior
-from optuna_metabo._pruned import Curve
-from optuna_metabo._pruned import curve_of
-from optuna_metabo._pruned import n_skipped
-from optuna_metabo._storages import open_storage
-from optuna_metabo._storages import PriorStudyError
-from optuna_metabo._storages import resolve_study_names
-from optuna_metabo._storages import storage_identity
+from optuna_metabo._core.pruned import Curve
+from optuna_metabo._core.pruned import curve_of
+from optuna_metabo._core.pruned import n_skipped
+from optuna_metabo._history.outputs import constraint_key_order
+from optuna_metabo._history.outputs import PriorStudy
+from optuna_metabo._history.priors import SkippedPrior
+from optuna_metabo._history.storages import open_storage
+from optuna_metabo._history.storages import PriorStudyError
+from optuna_metabo._history.storages import resolve_study_names
+from optuna_metabo._history.storages import storage_identity
+from optuna_metabo._vocabulary import trial_constraints
 
 
 _logger = logging.getLogger(__name__)

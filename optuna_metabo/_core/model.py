@@ -30,9 +30,12 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from optuna_metabo._core.types import ModelOptions
+
 
 _logger = logging.getLogger(__name__)
 
+DEFAULT_OPTIONS = ModelOptions()
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4, 1e-2)
 # Ranges of the learned slot values, in normalized units: an inactive column may sit anywhere
 # near the unit interval; an unknown held value lies inside the target's range.
@@ -42,25 +45,6 @@ MIN_NOISE = 1e-6
 # L-BFGS-B stops once an iteration lowers the per-point loss by less than this (relative to
 # max(|loss|, 1)): 1e-5 per point is a few thousandths of a nat over a few hundred points.
 _FIT_FTOL = 1e-5
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """Structural choices of the ICM model.
-
-    Attributes:
-        own_lengthscales: The target's own part has lengthscales of its own (with more than
-            one task); see ``ICMKernelModule``.
-        correlation_prior: A Beta prior (up to its constant) on ``(1 + rho) / 2`` for the
-            correlation ``rho`` of each prior task with the target, favouring positive transfer
-            (as BoTorch's MultiTaskGP does since its PR 3271).
-        correlation_beta: Its parameters: ``(2.5, 1.5)`` for objectives; a failure wall is
-            expected to be shared, so the failure indicator's prior is stronger.
-    """
-
-    own_lengthscales: bool = True
-    correlation_prior: bool = True
-    correlation_beta: tuple[float, float] = (2.5, 1.5)
 
 
 class ModelFitError(RuntimeError):
@@ -110,7 +94,7 @@ class ICMKernelModule(gpytorch.Module):
         n_tasks: int,
         rank: int,
         n_unknown: int = 0,
-        options: ModelOptions = ModelOptions(),
+        options: ModelOptions = DEFAULT_OPTIONS,
     ) -> None:
         super().__init__()
         from gpytorch.constraints import GreaterThan
@@ -673,7 +657,7 @@ def fit_icm_gp(
     max_iter: int = 100,
     device: str = "cpu",
     alternative_states: Sequence[Mapping[str, Any]] = (),
-    options: ModelOptions = ModelOptions(),
+    options: ModelOptions = DEFAULT_OPTIONS,
 ) -> tuple[ICMGaussianProcess, dict[str, Any]]:
     """Fits the hyperparameters and conditions the GP on all of ``data``.
 
@@ -770,7 +754,7 @@ def compatible_state(
     n_tasks: int,
     rank: int,
     n_unknown: int = 0,
-    options: ModelOptions = ModelOptions(),
+    options: ModelOptions = DEFAULT_OPTIONS,
 ) -> Mapping[str, Any] | None:
     """Returns ``state`` if it has the given shape, else None, so warm starts never break."""
     if state is None:

@@ -1,16 +1,14 @@
 """Figures for optuna-dashboard: task similarity, slices through the incumbent, history.
 
-The Pareto-front figure of a multi-objective target is in ``_pareto_plot``.
+The Pareto-front figure of a multi-objective target is in ``_dashboard.pareto_plot``.
 
 Plotly is imported lazily by the callers in ``_dashboard``; nothing here writes to storage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
-from contextlib import contextmanager
 import math
 from typing import Any
 from typing import TYPE_CHECKING
@@ -21,25 +19,24 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_metabo._outputs import trial_constraints
-from optuna_metabo._pruned import curve_of
-from optuna_metabo._trial_attrs import SOURCE_FALLBACK
-from optuna_metabo._trial_attrs import SOURCE_INDEPENDENT
-from optuna_metabo._trial_attrs import SOURCE_MODEL
-from optuna_metabo._trial_attrs import SOURCE_PRIOR_DESIGN
-from optuna_metabo._trial_attrs import SOURCE_STARTUP
-from optuna_metabo._trial_attrs import SOURCE_TARGET_MODEL
-from optuna_metabo._trial_attrs import SOURCES
-from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_MEAN
-from optuna_metabo._trial_attrs import USER_ATTR_PREDICTED_STD
-from optuna_metabo._trial_attrs import USER_ATTR_SOURCE
+from optuna_metabo._vocabulary import SOURCE_FALLBACK
+from optuna_metabo._vocabulary import SOURCE_INDEPENDENT
+from optuna_metabo._vocabulary import SOURCE_MODEL
+from optuna_metabo._vocabulary import SOURCE_PRIOR_DESIGN
+from optuna_metabo._vocabulary import SOURCE_STARTUP
+from optuna_metabo._vocabulary import SOURCE_TARGET_MODEL
+from optuna_metabo._vocabulary import SOURCES
+from optuna_metabo._vocabulary import trial_constraints
+from optuna_metabo._vocabulary import USER_ATTR_PREDICTED_MEAN
+from optuna_metabo._vocabulary import USER_ATTR_PREDICTED_STD
+from optuna_metabo._vocabulary import USER_ATTR_SOURCE
 
 
 if TYPE_CHECKING:
     from optuna.study import Study
 
-    from optuna_metabo._proposal import Proposal
-    from optuna_metabo._search_space import SearchSpace
+    from optuna_metabo._last_proposal import LastProposal
+    from optuna_metabo._last_proposal import SpaceView
 
 
 MAX_SLICE_PARAMS = 8
@@ -90,93 +87,9 @@ def rounded(values: Any, digits: int = 5) -> list[float | None]:
 
 
 # -------------------------------------------------------------------------------- the model
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Runs torch on one intra-op thread, as the engine does for these small matrices."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-class ModelView:
-    """The posterior of the target task in user units (the study's direction), for plotting.
-
-    Args:
-        model: A fitted ``ICMGaussianProcess``.
-        target: The target's task index.
-        best: The incumbent in standardized units (for log expected improvement).
-        offset: ``raw ~ offset + scale * standardized``.
-        scale: See ``offset``.
-        sign: ``1`` for minimization, ``-1`` for maximization.
-        device: Torch device of the model.
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        target: int,
-        best: float,
-        offset: float,
-        scale: float,
-        sign: float,
-        device: str = "cpu",
-    ) -> None:
-        self.model, self.target, self.best = model, target, best
-        self.offset, self.scale, self.sign, self.device = offset, scale, sign, device
-
-    @classmethod
-    def from_proposal(cls, proposal: Proposal, direction: StudyDirection) -> ModelView | None:
-        """The view of the model a proposal was made with, or None if it has none.
-
-        Args:
-            proposal: A proposal of ``ProposalEngine.propose``.
-            direction: The study direction.
-        """
-        view = proposal.view
-        if view is None:
-            return None
-        device = str(view.model.x.device)
-        return cls(
-            view.model,
-            view.target_index,
-            view.best,
-            view.offset,
-            view.scale,
-            sign_of(direction),
-            device,
-        )
-
-    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation in user units, and log EI, at ``rows``.
-
-        Args:
-            rows: Normalized points ``(m, d)``.
-
-        Returns:
-            ``(mean, std, log_ei)``, each of shape ``(m,)``.
-        """
-        import torch
-
-        from optuna_metabo._acquisition import LogExpectedImprovement
-
-        with torch.no_grad(), _one_torch_thread():
-            x = torch.as_tensor(rows, dtype=torch.float64, device=self.device)
-            mean, variance = self.model.posterior(x, self.target)
-            acq = LogExpectedImprovement(self.model, self.target, self.best)(x)
-        mean_np = mean.cpu().numpy()
-        std_np = np.sqrt(variance.cpu().numpy())
-        user_mean = self.sign * (self.offset + self.scale * mean_np)
-        return user_mean, abs(self.scale) * std_np, acq.cpu().numpy()
-
-
 # -------------------------------------------------------------------------------- the plots
 def _slice_rows(
-    space: SearchSpace, center: np.ndarray, name: str, columns: np.ndarray
+    space: SpaceView, center: np.ndarray, name: str, columns: np.ndarray
 ) -> tuple[np.ndarray, list[Any]]:
     """Rows that vary one parameter with the others at ``center``, and their values."""
     dist = space.distributions[name]
@@ -192,13 +105,7 @@ def _slice_rows(
     return rows, [space.decode(row)[name] for row in rows]
 
 
-def slice_figures(
-    view: ModelView,
-    space: SearchSpace,
-    proposed_x: np.ndarray,
-    trial_number: int,
-    completed: Sequence[FrozenTrial],
-) -> list[Any]:
+def slice_figures(last: LastProposal, completed: Sequence[FrozenTrial]) -> list[Any]:
     """One slice per parameter through the incumbent: observations, posterior mean ±2σ, log EI.
 
     The dashboard shows each custom plot in a half-width card 450 px high, so the slices come
@@ -206,13 +113,12 @@ def slice_figures(
     ``MAX_SLICE_PARAMS`` parameters.
 
     Args:
-        view: The model in user units.
-        space: The search space.
-        proposed_x: The normalized point proposed for ``trial_number`` ``(d,)``.
-        trial_number: The trial that was proposed.
+        last: The sampler's latest proposal (``MetaBOSampler.last_proposal()``), with a
+            posterior.
         completed: Completed target trials with finite values.
     """
-    sign = view.sign
+    space, proposed_x, trial_number = last.space, last.x, last.trial_number
+    sign = last.sign
     encoded: list[tuple[FrozenTrial, np.ndarray]] = []
     for t in completed:
         row = space.encode({**space.fixed_values, **t.params})
@@ -226,7 +132,7 @@ def slice_figures(
         center, center_label = np.asarray(proposed_x, dtype=float), f"trial #{trial_number}"
     names = list(space.distributions)[:MAX_SLICE_PARAMS]
     blocks = [(n, *_slice_rows(space, center, n, space.columns_of(n))) for n in names]
-    mean, std, acq = view.predict(np.concatenate([rows for _, rows, _ in blocks]))
+    mean, std, acq = last.predict(np.concatenate([rows for _, rows, _ in blocks]))
     proposed = space.decode(np.asarray(proposed_x, dtype=float))
     figures, offset = [], 0
     chunks = [
@@ -250,7 +156,7 @@ def slice_figures(
 
 def _slice_chunk(
     blocks: list[tuple[str, np.ndarray, list[Any]]],
-    space: SearchSpace,
+    space: SpaceView,
     mean: np.ndarray,
     std: np.ndarray,
     acq: np.ndarray,
@@ -323,7 +229,7 @@ def _add_slice(
     row: int,
     col: int,
     name: str,
-    space: SearchSpace,
+    space: SpaceView,
     xs: list[Any],
     mean: np.ndarray,
     std: np.ndarray,
@@ -589,8 +495,9 @@ def _rug(
 
 def _pruned_hover(trial: FrozenTrial) -> str:
     """A pruned trial's number, last reported step and value, and source."""
-    last = curve_of(trial.intermediate_values).last()
-    where = "before its first report" if last is None else f"at step {last[0]:g}: {last[1]:.4g}"
+    finite = {s: v for s, v in trial.intermediate_values.items() if math.isfinite(v)}
+    step = max(finite, default=None)
+    where = "before its first report" if step is None else f"at step {step:g}: {finite[step]:.4g}"
     return f"trial #{trial.number} pruned {where} ({source_of(trial)})"
 
 

@@ -2,7 +2,7 @@
 
 A prior study's parameters are lined up with the target's by name (``match_parameters``), then
 its trials are encoded in the target's normalized space, duplicates averaged and the result
-subsampled (``encode_task``). Nothing here reads a storage (see ``_prior_studies``).
+subsampled (``encode_task``). Nothing here reads a storage (see ``_history.prior_studies``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
-from optuna_metabo._pruned import Curve
-from optuna_metabo._pruned import EMPTY_CURVE
-from optuna_metabo._pruned import UnfinishedRows
-from optuna_metabo._search_space import SearchSpace
-from optuna_metabo._subsample import subsample_indices
+from optuna_metabo._core.pruned import Curve
+from optuna_metabo._core.pruned import EMPTY_CURVE
+from optuna_metabo._core.pruned import UnfinishedRows
+from optuna_metabo._core.search_space import SearchSpace
+from optuna_metabo._core.subsample import subsample_indices
+from optuna_metabo._core.types import PriorRows
+from optuna_metabo._vocabulary import EXTRA_DROPPED
+from optuna_metabo._vocabulary import EXTRA_FIXED
+from optuna_metabo._vocabulary import LACKED_DEFAULT
+from optuna_metabo._vocabulary import LACKED_UNKNOWN
 
 
 @dataclass
@@ -40,7 +45,7 @@ class PriorTask:
         n_total: Number of trials in the study, of any state.
         distributions: Union of the distributions its trials used, by parameter name.
         curves: The intermediate values of each usable trial, if it has them.
-        pruned_params: The parameters of each pruned trial (see ``_pruned``).
+        pruned_params: The parameters of each pruned trial (see ``_core.pruned``).
         pruned_curves: Their intermediate values.
         failed_params: The parameters of each failed trial.
     """
@@ -64,14 +69,6 @@ class SkippedPrior:
     reason: str
 
 
-# How a target parameter that a prior study never tuned is handled.
-LACKED_DEFAULT = "default"  # the prior's trials take the value given in ``prior_defaults``
-LACKED_UNKNOWN = "unknown"  # the model learns the value the prior held it at
-# How a parameter that the prior tuned but the target does not is handled.
-EXTRA_DROPPED = "dropped"  # ignored: the prior's trials count alike whatever its value
-EXTRA_FIXED = "fixed_params"  # a model input; target trials sit at the ``fixed_params`` value
-
-
 @dataclass
 class ParameterMatch:
     """How the parameters of a prior study line up with the target's.
@@ -92,34 +89,22 @@ class ParameterMatch:
 
 
 @dataclass
-class EncodedPrior:
-    """A prior task matched to the target space.
+class EncodedPrior(PriorRows):
+    """A prior task matched to the target space: the core's rows (see ``PriorRows``), and
+    what the sampler reports about them.
 
     Attributes:
-        name: The study name.
-        x: Normalized inputs, shape ``(n, dim)``; NaN where a trial lacks a parameter (the
-            columns in ``unknown_columns`` for every trial; others where a branch was off).
-        y: Objective values (lower is better), shape ``(n,)``.
         n_available: Usable trials before subsampling.
         n_total: All trials in the study.
-        unknown_columns: Columns of target parameters the study never tuned, without a
-            default: the model learns the value the study held them at.
         match: How its parameters line up with the target's.
         params: The parameters of a trial at each row, all of them (also those outside the
             target space).
-        unfinished: Its pruned and failed trials in the target space, or None (see
-            ``_pruned``).
     """
 
-    name: str
-    x: np.ndarray
-    y: np.ndarray
-    n_available: int
-    n_total: int
-    unknown_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    n_available: int = 0
+    n_total: int = 0
     match: ParameterMatch = field(default_factory=ParameterMatch)
     params: list[dict[str, Any]] = field(default_factory=list)
-    unfinished: UnfinishedRows | None = None
 
 
 def match_parameters(
@@ -262,15 +247,15 @@ def encode_task(
     kept_trials = [inside[first[i]] for i in keep]
     curves = [task.curves[i] for i in kept_trials] if task.curves else []
     return EncodedPrior(
-        task.name,
-        x[keep],
-        y[keep],
-        len(y),
-        task.n_total,
-        columns,
-        match,
-        [task.params[i] for i in kept_trials],
-        _encode_unfinished(task, encode, x, curves, max_trials, rng),
+        name=task.name,
+        x=x[keep],
+        y=y[keep],
+        unknown_columns=columns,
+        unfinished=_encode_unfinished(task, encode, x, curves, max_trials, rng),
+        n_available=len(y),
+        n_total=task.n_total,
+        match=match,
+        params=[task.params[i] for i in kept_trials],
     )
 
 

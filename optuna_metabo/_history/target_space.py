@@ -17,7 +17,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
-from optuna_metabo._search_space import Condition
+from optuna_metabo._core.search_space import Condition
 
 
 def union_search_space(
