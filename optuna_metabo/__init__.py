@@ -28,4 +28,4 @@ __all__ = [
     "USER_ATTR_PREDICTED_STD",
     "USER_ATTR_SOURCE",
 ]
-__version__ = "0.3.0"
+__version__ = "0.4.0"
