@@ -44,6 +44,9 @@ from benchmarks.mo_runner import mo_plan
 from benchmarks.mo_runner import ROLE
 from benchmarks.mo_runner import run_mo_all
 from benchmarks.mo_samplers import MO_SAMPLERS
+from benchmarks.never_worse import never_worse_rows
+from benchmarks.never_worse import paired_budget_table
+from benchmarks.never_worse import rows_table
 from benchmarks.problems.multi_objective import CONSTRAINTS_ATTR
 from benchmarks.problems.multi_objective import get_mo_problem
 from benchmarks.report import _budgets
@@ -212,6 +215,12 @@ DEFINITIONS = f"""\
 """
 
 
+NEVER_WORSE = """\
+Issue 25's never-worse target, paired over the (target, seed) instances (definitions in
+`benchmarks/never_worse.py`): MetaBOSampler is never behind the front warm start (`warm_tpe`)
+by more than 1 SE from 3 trials to the last, and ahead of it by 2 SE at 10 trials."""
+
+
 def build_mo_report(
     storage: str,
     protocol: Protocol,
@@ -253,7 +262,15 @@ def build_mo_report(
     md += ["## Samplers", ""]
     md += [f"- `{s}`: {MO_SAMPLERS[s].description}" for s in _order({r.sampler for r in runs})]
     md += ["", "### Median sampler seconds per trial", "", seconds_table(list(runs)), ""]
-    for group in sorted({r.group for r in runs}):
+    groups = sorted({r.group for r in runs})
+    never_worse = {
+        g: never_worse_rows([r for r in runs if r.group == g], "metabo", "warm_tpe")
+        for g in groups
+    }
+    md += ["## Never worse than the front warm start (issue 25)", "", NEVER_WORSE, ""]
+    summary = [(g, *row) for g in groups for row in never_worse[g]]
+    md += [rows_table(summary, ("problem", "target", "figure", "verdict")), ""]
+    for group in groups:
         sub: list[Run] = [r for r in runs if r.group == group]
         problem = get_mo_problem(group)
         constrained = problem.n_constraints > 0
@@ -275,6 +292,9 @@ def build_mo_report(
         samplers_here = {r.sampler for r in sub}
         if "metabo" in samplers_here:
             md += ["Paired differences (`*`: at least 2 SE):", "", paired_table(sub), ""]
+        if {"metabo", "warm_tpe"} <= samplers_here:
+            table = paired_budget_table(sub, "metabo", "warm_tpe")
+            md += ["Paired against the front warm start (issue 25):", "", table, ""]
         for base, label in (("gp", "GPSampler"), ("warm_tpe", "warm-start TPE")):
             if base in samplers_here:
                 md += [f"Mean regret relative to {label}:", "", ratio_table(sub, base), ""]

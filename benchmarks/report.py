@@ -24,6 +24,10 @@ from optuna.trial import TrialState
 from benchmarks import CACHE_DIR
 from benchmarks import DEFAULT_STORAGE
 from benchmarks import RESULTS_DIR
+from benchmarks.never_worse import issue_rows
+from benchmarks.never_worse import paired_budget_table
+from benchmarks.never_worse import rows_table
+from benchmarks.never_worse import seconds_row
 from benchmarks.problems import get_problem
 from benchmarks.problems import Problem
 from benchmarks.problems import SYNTHETIC
@@ -496,6 +500,65 @@ def reuse_floor_table(floors: dict[str, dict[tuple[str, str, int], float]]) -> s
     return "\n".join(lines)
 
 
+ISSUE_25 = """\
+The targets of issue 25 that the runs can check, each paired over the (target, seed)
+instances (definitions in `benchmarks/never_worse.py`): on real families MetaBOSampler is
+never behind warm-start TPE by more than 1 SE from 3 trials on and ahead by 2 SE at 10; on
+LCBench at 5 trials at most the best prior incumbent re-evaluated; with priors that optimized
+the negated metric at most 1.5x GPSampler at 5, 10 and 20 trials and at most GPSampler at 40;
+on the synthetic negative-transfer family at most 2x GPSampler at 40; with `--before`, not
+behind the previous version by more than 1 SE. The seconds rows are harness timings (noisy);
+the cost target is measured by `python -m benchmarks.bench_overhead`."""
+BEFORE = "metabo@before"
+
+
+def load_before(
+    storage: str, runs: list[Run], cache_dir: str | os.PathLike[str], n_samples: int
+) -> list[Run]:
+    """The previous version's ``metabo`` runs of the problems and protocols of ``runs``,
+    renamed :data:`BEFORE` and grouped like ``runs``, with regret attached.
+
+    Args:
+        storage: Storage URL of the previous version's runs.
+        runs: The runs of the report.
+        cache_dir: Bounds cache directory.
+        n_samples: Random configurations per task for the bounds.
+    """
+    groups = {(r.problem, r.protocol): r.group for r in runs}
+    previous = load_runs(storage, sorted({r.problem for r in runs}), ["metabo"])
+    previous = [r for r in previous if (r.problem, r.protocol) in groups]
+    for run in previous:
+        run.group, run.sampler = groups[(run.problem, run.protocol)], BEFORE
+    attach_regret(previous, cache_dir, n_samples)
+    return previous
+
+
+def _median_seconds(runs: list[Run], sampler: str) -> float:
+    """Median seconds per trial over the last half of each run (the model phase)."""
+    secs = [r.seconds[len(r.seconds) // 2 :] for r in runs if r.sampler == sampler]
+    vals = np.concatenate(secs) if secs else np.array([])
+    vals = vals[np.isfinite(vals)]
+    return float(np.median(vals)) if vals.size else math.nan
+
+
+def _issue_rows(
+    sub: list[Run],
+    previous: list[Run],
+    floors: dict[str, dict[tuple[str, str, int], float]],
+) -> list[tuple[str, str, str]]:
+    """The issue-25 rows of one group (``sub``), with the previous version's runs if any."""
+    if not any(r.sampler == "metabo" for r in sub):
+        return []
+    mine = [r for r in previous if r.group == sub[0].group]
+    problem = get_problem(sub[0].problem)
+    both = sub + mine
+    rows = issue_rows(
+        problem.name, problem.family, both, floors["incumbents"], before=BEFORE if mine else None
+    )
+    seconds = {s: _median_seconds(both, s) for s in ("metabo", "gp", BEFORE)}
+    return rows + seconds_row(seconds, "metabo")
+
+
 def build_report(
     storage: str,
     out_dir: str | os.PathLike[str] = RESULTS_DIR,
@@ -505,6 +568,7 @@ def build_report(
     cache_dir: str | os.PathLike[str] = CACHE_DIR,
     n_samples: int = BOUND_SAMPLES,
     command: str = "",
+    before: str | None = None,
 ) -> Path:
     """Write ``<out_dir>/<name>.md`` and one ``<name>-<group>.png`` per problem group.
 
@@ -517,6 +581,8 @@ def build_report(
         cache_dir: Bounds cache directory.
         n_samples: Random configurations per task for regret bounds.
         command: The command that produced the runs, quoted in the report.
+        before: Storage URL of the previous version's ``metabo`` runs, for the no-loss
+            target of issue 25 (paired by problem, protocol, target and seed).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -524,6 +590,7 @@ def build_report(
     if not runs:
         raise SystemExit(f"No complete benchmark runs in {storage} for the selection.")
     attach_regret(runs, cache_dir, n_samples)
+    previous = load_before(before, runs, cache_dir, n_samples) if before else []
     md = [f"# Benchmark report: {name}", ""]
     if command:
         md += ["Runs produced by:", "", f"```\n{command}\n```", ""]
@@ -552,6 +619,13 @@ def build_report(
     md += ["", "## All problems", "", "### Average rank", "", rank_table(runs), ""]
     md += ["### Trials to reach each baseline's final regret", "", reach_table(runs), ""]
     md += ["### Median sampler seconds per trial", "", seconds_table(runs), ""]
+    floors_of = {g: reuse_floors([r for r in runs if r.group == g], storage) for g in groups}
+    issue = {
+        g: _issue_rows([r for r in runs if r.group == g], previous, floors_of[g]) for g in groups
+    }
+    summary = [(g, *row) for g in groups for row in issue[g]]
+    md += ["## Transfer that never costs (issue 25)", "", ISSUE_25, ""]
+    md += [rows_table(summary, ("problem", "target", "figure", "verdict")), ""]
     for group in groups:
         sub = [r for r in runs if r.group == group]
         slug = "".join(c if c.isalnum() else "-" for c in group).strip("-")
@@ -565,11 +639,17 @@ def build_report(
         md += ["Mean normalized regret ± SE:", "", regret_table(sub), ""]
         if any(r.sampler == "metabo" for r in sub):
             md += ["Paired differences (`*`: at least 2 SE):", "", paired_table(sub), ""]
+        if {"metabo", "warm_tpe"} <= {r.sampler for r in sub}:
+            table = paired_budget_table(sub, "metabo", "warm_tpe")
+            md += ["Paired against warm-start TPE (issue 25):", "", table, ""]
+        if issue[group]:
+            md += ["Targets of issue 25:", ""]
+            md += [rows_table(issue[group], ("target", "figure", "verdict")), ""]
         if any(r.sampler == "gp" for r in sub):
             md += ["Mean regret relative to GPSampler:", "", ratio_table(sub), ""]
         md += ["Average rank:", "", rank_table(sub), ""]
         md += ["Trials to reach each baseline's final regret:", "", reach_table(sub), ""]
-        floors = reuse_floors(sub, storage)
+        floors = floors_of[group]
         md += [f"Prior reuse floor: {REUSE_FLOOR}", "", reuse_floor_table(floors), ""]
         if any(r.sampler == "metabo" for r in sub):
             oracle = floors["incumbents"]
@@ -597,6 +677,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=str(CACHE_DIR))
     parser.add_argument("--bound-samples", type=int, default=BOUND_SAMPLES)
     parser.add_argument("--command", default="", help="command quoted in the report")
+    parser.add_argument(
+        "--before", default=None, help="storage URL of the previous version's metabo runs"
+    )
     args = parser.parse_args(argv)
     from benchmarks.runner import expand_problems
 
@@ -611,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.cache_dir,
         args.bound_samples,
         args.command,
+        args.before,
     )
     print(path)
     return 0

@@ -208,7 +208,9 @@ def test_mo_runs_are_stored_and_reported(tmp_path: Path) -> None:
         assert heading in text
     if HAS_LCBENCH:
         assert "Share of infeasible trials" in text and "Mean feasible regret" in text
+    assert "## Never worse than the front warm start (issue 25)" in text
     if metabo_reason:
         assert "Samplers skipped" in text
     else:
         assert "Paired differences" in text
+        assert "Paired against the front warm start (issue 25):" in text

@@ -46,6 +46,18 @@ def _rbv2_rpart() -> Problem:
     return RPart()
 
 
+def _cash() -> Problem:
+    from benchmarks.problems.cash import CASH
+
+    return CASH()
+
+
+def _lcbench_misleading() -> Problem:
+    from benchmarks.problems.misleading import LCBenchMisleading
+
+    return LCBenchMisleading()
+
+
 def _hetero(name: str) -> ProblemFactory:
     def factory() -> Problem:
         from benchmarks.problems import hetero
@@ -79,6 +91,8 @@ for _name, _factory in SYNTHETIC_FACTORIES.items():
 register_problem("lcbench", _lcbench)
 register_problem("rbv2_rpart", _rbv2_rpart)
 register_problem("lcbench_cond", _lcbench_cond)
+register_problem("cash", _cash)
+register_problem("lcbench_misleading", _lcbench_misleading)
 _HELD_SPACES = (
     "hartmann3_grown",
     "lcbench_grown_learning_rate",
