@@ -424,6 +424,8 @@ class MetaBOSampler(BaseSampler):
                 break
         if proposal.source == ProposalSource.PRIOR_DESIGN:
             self._remember_prior_values(trial, _prior_params_at(priors, space, proposal.x))
+        else:  # A branch the target has not run yet takes the priors' best values for it.
+            self._remember_prior_values(trial, _best_prior_params_alike(priors, space, proposal.x))
         sign = float(objective_signs(study)[0])
         self._last = LastProposal(
             trial.number, space, proposal.x, SOURCE_OF[proposal.source], proposal.view, sign
@@ -787,6 +789,26 @@ def _prior_params_at(
     """The parameters outside ``space`` of the prior configuration that ``x`` re-uses."""
     params = _closest_prior_params(priors, x)
     return {k: v for k, v in params.items() if k not in space.distributions}
+
+
+def _best_prior_params_alike(
+    priors: list[EncodedPrior], space: SearchSpace, x: np.ndarray
+) -> dict[str, Any]:
+    """The parameters outside ``space`` of the best prior configuration that makes the same
+    categorical choices as ``x`` ``(d,)`` (each prior's best such one, the closest to ``x`` of
+    those): where the model picks a branch that no target trial has taken, its parameters come
+    from the priors that ran it, not from the independent sampler."""
+    choices = np.concatenate([np.zeros(0, dtype=np.int64), *space.categorical_columns()])
+    best: tuple[float, dict[str, Any]] = (math.inf, {})
+    for prior in priors:
+        same = np.all(np.nan_to_num(prior.x[:, choices], nan=-1.0) == x[choices], axis=1)
+        if not same.any():
+            continue
+        i = int(np.flatnonzero(same)[np.argmin(prior.y[same])])
+        distance = float(np.nanmax(np.abs(prior.x[i] - x), initial=0.0))
+        if distance < best[0]:
+            best = (distance, prior.params[i])
+    return {k: v for k, v in best[1].items() if k not in space.distributions}
 
 
 def _exact_prior_values(

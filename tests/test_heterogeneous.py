@@ -19,6 +19,7 @@ from optuna.distributions import IntDistribution
 import pytest
 
 from optuna_metabo import MetaBOSampler
+from optuna_metabo._core.search_space import SearchSpace
 from optuna_metabo._dashboard.callback import transfer_note
 
 from fixed_design import DesignSampler
@@ -313,3 +314,23 @@ def test_note_says_how_each_prior_parameter_was_handled() -> None:
     assert "lacks `lr` | unknown: the value it was held at is learned (now ≈ `0.01`)" in note
     assert "also tuned `momentum` | model input at the target's fixed value" in note
     assert "also tuned `seed` | dropped" in note
+
+
+def test_a_branch_the_target_has_not_run_takes_the_priors_best_values_for_it() -> None:
+    """The model picks ``tree`` before any target trial ran it: ``depth`` and ``leaf`` come
+    from the best prior configuration on that branch, not from the independent sampler."""
+    from optuna_metabo._history.priors import EncodedPrior
+    from optuna_metabo._sampler import _best_prior_params_alike
+
+    space = SearchSpace({"model": CategoricalDistribution(["linear", "tree"]), "x": UNIT})
+    rows, params, values = [], [], []
+    for model, depth, y in [("tree", 3, 0.5), ("tree", 7, 0.1), ("linear", None, 0.0)]:
+        p = {"model": model, "x": 0.5, **({"depth": depth} if depth else {})}
+        rows.append(space.encode(p))
+        params.append(p)
+        values.append(y)
+    prior = EncodedPrior(name="p", x=np.array(rows), y=np.array(values), params=params)
+    proposed = space.encode({"model": "tree", "x": 0.9})
+    assert _best_prior_params_alike([prior], space, proposed) == {"depth": 7}
+    proposed = space.encode({"model": "linear", "x": 0.1})
+    assert _best_prior_params_alike([prior], space, proposed) == {}
