@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from optuna.distributions import FloatDistribution
+import pytest
 
 from optuna_metabo._core.model import TrainingData
 from optuna_metabo._core.proposal import _fit_subset
@@ -162,3 +164,35 @@ def test_the_design_ends_once_the_target_ranks_the_priors_configurations_backwar
             target_x = np.concatenate([target_x, proposal.x[None, :]])
         sources[threshold] = proposal.source.value
     assert sources == {None: "prior_design", 1.0: "model"}
+
+
+def test_held_values_restart_only_from_a_target_best_not_tried_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A prior that never tuned ``x1`` learns the value it held it at. The fit's second start
+    (held values at the target's best) runs once per new target best, not on every fit."""
+    from optuna_metabo._core import proposal as proposal_module
+
+    starts: list[np.ndarray | None] = []
+    restarts = proposal_module._held_value_restarts
+
+    def record(data: TrainingData, state: Any, rank: int, best: np.ndarray | None) -> Any:
+        starts.append(None if best is None else best.copy())
+        return restarts(data, state, rank, best)
+
+    monkeypatch.setattr(proposal_module, "_held_value_restarts", record)
+    rng = np.random.RandomState(0)
+    x = np.column_stack([rng.rand(30), np.full(30, np.nan)])
+    prior = PriorRows("p", x, (x[:, 0] - 0.3) ** 2, unknown_columns=np.array([1]))
+    engine = ProposalEngine(EngineSettings())
+    target_x = np.array([[0.35, 0.5], [0.9, 0.1]])
+    for step in range(4):
+        target_y = (target_x[:, 0] - 0.3) ** 2 + (target_x[:, 1] - 0.5) ** 2
+        engine.fit([prior], target_x, target_y)
+        # Later points are worse than the best one: it does not change.
+        target_x = np.concatenate([target_x, [[0.95 - 0.1 * step, 0.95]]])
+    assert starts[0] is not None and np.allclose(starts[0], [0.35, 0.5])
+    assert all(s is None for s in starts[1:]) and len(starts) == 4
+    target_x = np.concatenate([target_x, [[0.31, 0.5]]])  # a new best: one restart from it
+    engine.fit([prior], target_x, (target_x[:, 0] - 0.3) ** 2 + (target_x[:, 1] - 0.5) ** 2)
+    assert starts[-1] is not None and np.allclose(starts[-1], [0.31, 0.5])

@@ -350,20 +350,26 @@ def _portfolio(
     return PortfolioCoverage(model, tasks, tensor(weights), tensor(best), tensor(covered))
 
 
+def _target_best_x(data: TrainingData) -> np.ndarray | None:
+    """The target's best measured configuration ``(d,)``; None before two target points."""
+    target = measured_rows(data, data.n_tasks - 1)
+    if target.sum() < 2:
+        return None
+    return data.x[target][np.argmin(data.y[target])]
+
+
 def _held_value_restarts(
-    data: TrainingData, state: Mapping[str, Any] | None, rank: int
+    data: TrainingData, state: Mapping[str, Any] | None, rank: int, best: np.ndarray | None
 ) -> list[dict[str, Any]]:
     """A second start for fits that learn held values: every unknown value at the target's
-    best configuration, and the task covariance back at its positive default. A held value and
-    the sign of a task's correlation can explain a few target points about equally well the
-    wrong way round (a prior's good region placed where the target is poor, with a negative
-    correlation), and a warm start stays in whichever mode it found first; the marginal
-    likelihood picks between the two.
+    best configuration ``best`` ``(d,)``, and the task covariance back at its positive
+    default. A held value and the sign of a task's correlation can explain a few target points
+    about equally well the wrong way round (a prior's good region placed where the target is
+    poor, with a negative correlation), and a warm start stays in whichever mode it found
+    first; the marginal likelihood picks between the two.
     """
-    target = measured_rows(data, data.n_tasks - 1)
-    if state is None or data.slot is None or data.n_unknown == 0 or target.sum() < 2:
+    if state is None or data.slot is None or data.n_unknown == 0 or best is None:
         return []
-    best = data.x[target][np.argmin(data.y[target])]  # (d,)
     unknown = np.unique(data.slot[data.slot >= data.x.shape[1]])  # (u,)
     columns = np.array([np.flatnonzero((data.slot == k).any(axis=0))[0] for k in unknown])
     values = np.nan_to_num(best[columns], nan=0.5)
@@ -495,6 +501,8 @@ class ProposalEngine:
         self._target_only_state: Mapping[str, Any] | None = None
         # The number of target trials at the last guard check that kept the priors.
         self._kept_at: int | None = None
+        # The target's best configuration that the last held-value restart started from.
+        self._restarted_from: np.ndarray | None = None
         # Whether the target's results said the priors mislead at the last proposal: the next
         # fits then let the task correlations go negative (see ``settings.mislead_log_odds``).
         self._misled = False
@@ -550,7 +558,7 @@ class ProposalEngine:
         # One target point says nothing about how the target relates to the priors (it is
         # standardized to 0), so the fit made on the priors alone is kept until a second one.
         max_iter = 0 if state is not None and n_target < 2 else 50 if state is not None else 200
-        restarts = _held_value_restarts(data, state, rank)
+        restarts = _held_value_restarts(data, state, rank, self._new_target_best(data))
         if self._misled and state is not None and data.n_tasks > 1:
             restarts.append(_with_target_correlations_negated(state))
         return fit_icm_gp(
@@ -563,6 +571,19 @@ class ProposalEngine:
             alternative_states=restarts,
             options=options,
         )
+
+    def _new_target_best(self, data: TrainingData) -> np.ndarray | None:
+        """The target's best configuration ``(d,)`` where it changed since the last restart
+        from it (None where not: a restart from the same values would find the same mode that
+        the warm start already compared against)."""
+        best = _target_best_x(data)
+        if best is None or data.n_unknown == 0:
+            return None
+        last = self._restarted_from
+        if last is not None and last.shape == best.shape and np.array_equal(last, best, True):
+            return None
+        self._restarted_from = best
+        return best
 
     def propose(
         self,
