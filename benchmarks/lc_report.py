@@ -47,6 +47,9 @@ from benchmarks.regret import Bounds
 from benchmarks.regret import task_bounds
 from benchmarks.report import _fmt
 from benchmarks.report import bootstrap_ci
+from benchmarks.report import report_header
+from benchmarks.report import save_figure
+from benchmarks.report import write_report
 from benchmarks.runner import COMPLETE
 from benchmarks.runner import get_storage
 from benchmarks.runner import Protocol
@@ -445,16 +448,7 @@ def plot(runs: list[LCRun], path: Path, title: str, xlabel: str) -> None:
         style = "-" if arm.startswith("metabo") else "--"
         ax.plot(x, np.maximum(mat.mean(axis=0), 1e-4), style, label=f"{arm} (n={len(mat)})")
         ax.fill_between(x, np.maximum(low, 1e-4), np.maximum(high, 1e-4), alpha=0.15)
-    ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("normalized regret of best completed trial (log)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, title="mean; band: 95% bootstrap CI", title_fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, ax, path, xlabel, "normalized regret of best completed trial (log)", title)
 
 
 DEFINITIONS = f"""\
@@ -522,9 +516,7 @@ def build_lc_report(
     protocol, problems = selection.protocol, selection.problems
     if not runs:
         raise SystemExit(f"No complete runs of protocol {protocol.tag} in {storage}.")
-    md = [f"# Benchmark report: {name}", ""]
-    if command:
-        md += ["Runs produced by:", "", f"```\n{command}\n```", ""]
+    md = report_header(f"Benchmark report: {name}", command)
     md += [f"{len(runs)} runs, protocol `{protocol.tag}`, optuna {optuna.__version__}.", ""]
     md += ["## Definitions", "", DEFINITIONS]
     if any(p.startswith("lcbench_fail") for p in problems):
@@ -542,9 +534,7 @@ def build_lc_report(
     md += [f"- `{a}`: {ARMS[a].description}" for a in _order(runs) if a in ARMS] + [""]
     for problem in [p for p in problems if any(r.problem == p for r in runs)]:
         md += _group_sections(runs, problem, storage, out, name)
-    path = out / f"{name}.md"
-    path.write_text("\n".join(md))
-    return path
+    return write_report(out, name, md)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,7 +34,6 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
 import os
-import sys
 
 import optuna
 from optuna.storages import BaseStorage
@@ -48,17 +47,17 @@ from benchmarks.problems.lcbench import MAX_EPOCH
 from benchmarks.problems.learning_curves import get_lc_problem
 from benchmarks.problems.learning_curves import LCProblem
 from benchmarks.runner import _is_complete
-from benchmarks.runner import _stable_seed
-from benchmarks.runner import _write_study
-from benchmarks.runner import execute_runs
 from benchmarks.runner import finish_run
 from benchmarks.runner import get_storage
 from benchmarks.runner import prepare_run
 from benchmarks.runner import prior_name
+from benchmarks.runner import prior_sampler
 from benchmarks.runner import Protocol
-from benchmarks.runner import resolve_targets
 from benchmarks.runner import RunKey
+from benchmarks.runner import RunKind
 from benchmarks.runner import STORAGE_ENV
+from benchmarks.runner import summarize
+from benchmarks.runner import write_prior
 from benchmarks.samplers import PriorContext
 from benchmarks.samplers import TimedSampler
 
@@ -104,26 +103,17 @@ def ensure_lc_prior(
     if _is_complete(storage, name):
         return name
     problem = get_lc_problem(problem_name)
-    pseed = _stable_seed(problem_name, task, seed, "prior")
-    sampler = (
-        optuna.samplers.RandomSampler(seed=pseed)
-        if protocol.prior_sampler == "random"
-        else optuna.samplers.TPESampler(seed=pseed)
-    )
     study = optuna.create_study(
         study_name=name,
         direction=problem.direction,
-        sampler=sampler,
+        sampler=prior_sampler(problem_name, task, seed, protocol),
         pruner=problem.prior_pruner(),
     )
     with _quiet_failures(problem):
         study.optimize(
             problem.prior_objective(task), n_trials=protocol.prior_trials, catch=problem.catch
         )
-    attrs: dict[str, object] = {"bench:role": "prior", "bench:problem": problem_name}
-    attrs |= {"bench:task": task, "bench:seed": seed}
-    attrs["bench:prior_sampler"] = protocol.prior_sampler
-    _write_study(storage, name, study, attrs)
+    write_prior(storage, name, study, problem_name, task, seed, protocol)
     return name
 
 
@@ -183,18 +173,10 @@ def run_lc_one(key: RunKey, protocol: Protocol, storage: str | BaseStorage) -> s
     return finish_run(run, key, protocol, study, attrs)
 
 
-def _safe_run(args: tuple[RunKey, Protocol, str]) -> str:
-    try:
-        return run_lc_one(*args)
-    except Exception as exc:  # one broken run must not stop a full benchmark
-        return f"FAILED {args[0].study_name(args[1])}: {type(exc).__name__}: {exc}"
-
-
-def _safe_prior(args: tuple[str, str, int, Protocol, str]) -> str:
-    try:
-        return f"prior {ensure_lc_prior(*args)}"
-    except Exception as exc:
-        return f"FAILED prior {args[:3]}: {type(exc).__name__}: {exc}"
+#: The learning-curve and failure runs: :func:`lc_plan` lists them, :func:`run_lc_all` runs
+#: the missing ones.
+LC_RUNS = RunKind(ARMS, get_lc_problem, ensure_lc_prior, run_lc_one)
+run_lc_all = LC_RUNS.run_all
 
 
 def lc_plan(
@@ -214,32 +196,7 @@ def lc_plan(
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise KeyError(f"Unknown arms {unknown}; known: {sorted(ARMS)}")
-    keys = []
-    for p in problems:
-        for t in resolve_targets(get_lc_problem(p), targets):
-            keys += [RunKey(p, t, a, seed) for seed in seeds for a in arms]
-    return keys
-
-
-def run_lc_all(
-    keys: Sequence[RunKey],
-    protocol: Protocol,
-    storage: str = DEFAULT_STORAGE,
-    jobs: int = 1,
-    log: bool = True,
-) -> list[str]:
-    """Run every missing run of ``keys`` (priors first) with ``jobs`` processes.
-
-    Args:
-        keys: Runs, e.g. from :func:`lc_plan`.
-        protocol: Protocol knobs.
-        storage: Storage URL.
-        jobs: Worker processes; 1 runs in this process.
-        log: Print one line per finished run.
-    """
-    return execute_runs(
-        keys, protocol, storage, jobs, log, ARMS, get_lc_problem, _safe_prior, _safe_run
-    )
+    return LC_RUNS.plan(problems, arms, seeds, targets)
 
 
 def protocol_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -300,13 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_protocol(protocol_parser("python -m benchmarks.lc_runner", __doc__ or ""), argv)
     arms = args.samplers or list(PROTOCOLS[args.protocol][1])
     keys = lc_plan(args.problems, arms, range(args.seeds), args.targets)
-    results = run_lc_all(keys, protocol_of(args), args.storage, args.jobs)
-    failed = [r for r in results if r.startswith("FAILED")]
-    done = sum(r.startswith("done") for r in results)
-    print(
-        f"[bench] {len(keys)} runs planned, {done} run now, {len(failed)} failed", file=sys.stderr
-    )
-    return 1 if failed else 0
+    return summarize(keys, run_lc_all(keys, protocol_of(args), args.storage, args.jobs))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ PRUNED_TRIALS_MODES = ("ignore", "rank", "curve")
 @dataclass
 class Arm:
     """A sampler and the pruner it runs under (read like a :class:`SamplerSpec` by
-    :func:`benchmarks.runner.prepare_run` and :func:`benchmarks.runner.execute_runs`).
+    :func:`benchmarks.runner.prepare_run` and :meth:`benchmarks.runner.RunKind.run_all`).
 
     Args:
         spec: How to build the sampler.

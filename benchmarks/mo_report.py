@@ -57,8 +57,10 @@ from benchmarks.report import plot_group
 from benchmarks.report import rank_table
 from benchmarks.report import ratio_table
 from benchmarks.report import regret_table
+from benchmarks.report import report_header
 from benchmarks.report import Run
 from benchmarks.report import seconds_table
+from benchmarks.report import write_report
 from benchmarks.runner import COMPLETE
 from benchmarks.runner import get_storage
 from benchmarks.runner import Protocol
@@ -249,9 +251,8 @@ def build_mo_report(
     if not runs:
         raise SystemExit(f"No complete multi-objective runs in {storage} for the selection.")
     attach_mo_regret(runs, cache_dir)
-    md = [f"# Multi-objective and constrained benchmarks: {name}", ""]
-    if command:
-        md += ["Runs and report produced by:", "", f"```\n{command}\n```", ""]
+    title = f"Multi-objective and constrained benchmarks: {name}"
+    md = report_header(title, command, "Runs and report produced by:")
     md += [f"{len(runs)} runs, protocol `{protocol.tag}`, optuna {optuna.__version__}.", ""]
     md += ["## Definitions", "", DEFINITIONS]
     requested = samplers or list(MO_SAMPLERS)
@@ -299,9 +300,7 @@ def build_mo_report(
             if base in samplers_here:
                 md += [f"Mean regret relative to {label}:", "", ratio_table(sub, base), ""]
         md += ["Average rank:", "", rank_table(sub), ""]
-    path = out / f"{name}.md"
-    path.write_text("\n".join(md))
-    return path
+    return write_report(out, name, md)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,11 +18,8 @@ runs what is missing too.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
 from collections.abc import Sequence
 import os
-import sys
-import warnings
 
 import optuna
 from optuna.storages import BaseStorage
@@ -35,18 +32,18 @@ from benchmarks.problems.multi_objective import constraints_from_user_attrs
 from benchmarks.problems.multi_objective import get_mo_problem
 from benchmarks.problems.multi_objective import MOProblem
 from benchmarks.runner import _is_complete
-from benchmarks.runner import _stable_seed
-from benchmarks.runner import _write_study
-from benchmarks.runner import execute_runs
 from benchmarks.runner import finish_run
 from benchmarks.runner import get_storage
 from benchmarks.runner import NO_PRUNING
 from benchmarks.runner import prepare_run
 from benchmarks.runner import prior_name
+from benchmarks.runner import prior_sampler
 from benchmarks.runner import Protocol
-from benchmarks.runner import resolve_targets
 from benchmarks.runner import RunKey
+from benchmarks.runner import RunKind
 from benchmarks.runner import STORAGE_ENV
+from benchmarks.runner import summarize
+from benchmarks.runner import write_prior
 from benchmarks.samplers import TimedSampler
 
 
@@ -79,24 +76,10 @@ def ensure_mo_prior(
     if _is_complete(storage, name):
         return name
     problem = get_mo_problem(problem_name)
-    pseed = _stable_seed(problem_name, task, seed, "prior")
-    sampler: optuna.samplers.BaseSampler
-    if protocol.prior_sampler == "random":
-        sampler = optuna.samplers.RandomSampler(seed=pseed)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # constraints_func in Optuna 5
-            func = constraints_from_user_attrs if problem.n_constraints else None
-            sampler = optuna.samplers.TPESampler(seed=pseed, constraints_func=func)
-    study = _create_study(problem, sampler)
+    func = constraints_from_user_attrs if problem.n_constraints else None
+    study = _create_study(problem, prior_sampler(problem_name, task, seed, protocol, func))
     study.optimize(problem.mo_objective(task), n_trials=protocol.prior_trials)
-    attrs: dict[str, object] = {"bench:role": "prior", "bench:problem": problem_name}
-    attrs |= {
-        "bench:task": task,
-        "bench:seed": seed,
-        "bench:prior_sampler": protocol.prior_sampler,
-    }
-    _write_study(storage, name, study, attrs)
+    write_prior(storage, name, study, problem_name, task, seed, protocol)
     return name
 
 
@@ -129,61 +112,11 @@ def run_mo_one(key: RunKey, protocol: Protocol, storage: str | BaseStorage) -> s
     return finish_run(run, key, protocol, study, attrs)
 
 
-def _safe_run(args: tuple[RunKey, Protocol, str]) -> str:
-    try:
-        return run_mo_one(*args)
-    except Exception as exc:  # one broken run must not stop a full benchmark
-        return f"FAILED {args[0].study_name(args[1])}: {type(exc).__name__}: {exc}"
-
-
-def _safe_prior(args: tuple[str, str, int, Protocol, str]) -> str:
-    try:
-        return f"prior {ensure_mo_prior(*args)}"
-    except Exception as exc:
-        return f"FAILED prior {args[:3]}: {type(exc).__name__}: {exc}"
-
-
-def mo_plan(
-    problems: Iterable[str],
-    samplers: Iterable[str],
-    seeds: Iterable[int],
-    targets: str | Sequence[str] | None = None,
-) -> list[RunKey]:
-    """List the runs of a benchmark (see :func:`benchmarks.runner.plan`).
-
-    Args:
-        problems: Problem names (keys of ``MO_PROBLEMS``).
-        samplers: Sampler names (keys of ``MO_SAMPLERS``).
-        seeds: Seeds.
-        targets: ``None`` (default targets), ``"all"``, ``"N"`` or ids.
-    """
-    keys = []
-    samplers = list(samplers)
-    for p in problems:
-        for t in resolve_targets(get_mo_problem(p), targets):
-            keys += [RunKey(p, t, s, seed) for seed in seeds for s in samplers]
-    return keys
-
-
-def run_mo_all(
-    keys: Sequence[RunKey],
-    protocol: Protocol,
-    storage: str = DEFAULT_STORAGE,
-    jobs: int = 1,
-    log: bool = True,
-) -> list[str]:
-    """Run every missing run of ``keys`` (priors first) with ``jobs`` processes.
-
-    Args:
-        keys: Runs, e.g. from :func:`mo_plan`.
-        protocol: Protocol knobs.
-        storage: Storage URL.
-        jobs: Worker processes; 1 runs in this process.
-        log: Print one line per finished run.
-    """
-    return execute_runs(
-        keys, protocol, storage, jobs, log, MO_SAMPLERS, get_mo_problem, _safe_prior, _safe_run
-    )
+#: The multi-objective and constrained runs: :func:`mo_plan` lists them (``samplers`` are keys
+#: of ``MO_SAMPLERS``), :func:`run_mo_all` runs the missing ones.
+MO_RUNS = RunKind(MO_SAMPLERS, get_mo_problem, ensure_mo_prior, run_mo_one)
+mo_plan = MO_RUNS.plan
+run_mo_all = MO_RUNS.run_all
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
@@ -217,13 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = mo_plan(
         args.problems.split(","), args.samplers.split(","), range(args.seeds), args.targets
     )
-    results = run_mo_all(keys, protocol, args.storage, args.jobs)
-    failed = [r for r in results if r.startswith("FAILED")]
-    done = sum(r.startswith("done") for r in results)
-    print(
-        f"[bench] {len(keys)} runs planned, {done} run now, {len(failed)} failed", file=sys.stderr
-    )
-    return 1 if failed else 0
+    return summarize(keys, run_mo_all(keys, protocol, args.storage, args.jobs))
 
 
 if __name__ == "__main__":

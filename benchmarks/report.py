@@ -388,9 +388,26 @@ def plot_group(runs: list[Run], path: Path, title: str, ylabel: str = "normalize
         line = "--" if sampler in BASELINES or sampler == "meta_learn_tpe" else "-"
         ax.plot(x, np.maximum(mat.mean(axis=0), 1e-4), line, label=f"{sampler} (n={len(mat)})")
         ax.fill_between(x, np.maximum(low, 1e-4), np.maximum(high, 1e-4), alpha=0.2)
+    save_figure(fig, ax, path, "trials on the target task", f"{ylabel} (log, floor 1e-4)", title)
+
+
+def save_figure(fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    """Finish a figure of mean curves with bootstrap bands (log y axis, grid, legend), write
+    it and close it.
+
+    Args:
+        fig: The matplotlib figure.
+        ax: Its axes.
+        path: PNG file to write.
+        xlabel: The x axis label.
+        ylabel: The y axis label.
+        title: Figure title.
+    """
+    import matplotlib.pyplot as plt
+
     ax.set_yscale("log")
-    ax.set_xlabel("trials on the target task")
-    ax.set_ylabel(f"{ylabel} (log, floor 1e-4)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, title="mean; band: 95% bootstrap CI", title_fontsize=7)
@@ -398,6 +415,33 @@ def plot_group(runs: list[Run], path: Path, title: str, ylabel: str = "normalize
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def report_header(title: str, command: str, produced_by: str = "Runs produced by:") -> list[str]:
+    """The first Markdown lines of a report: its title and the quoted command, if any.
+
+    Args:
+        title: The report's title.
+        command: The command that produced the runs (no quote when empty).
+        produced_by: The line that introduces the command.
+    """
+    md = [f"# {title}", ""]
+    if command:
+        md += [produced_by, "", f"```\n{command}\n```", ""]
+    return md
+
+
+def write_report(out: Path, name: str, md: list[str]) -> Path:
+    """Write the Markdown lines ``md`` to ``<out>/<name>.md``; return its path.
+
+    Args:
+        out: Output directory.
+        name: Report name (file stem).
+        md: The report's lines.
+    """
+    path = out / f"{name}.md"
+    path.write_text("\n".join(md))
+    return path
 
 
 DEFINITIONS = """\
@@ -591,9 +635,7 @@ def build_report(
         raise SystemExit(f"No complete benchmark runs in {storage} for the selection.")
     attach_regret(runs, cache_dir, n_samples)
     previous = load_before(before, runs, cache_dir, n_samples) if before else []
-    md = [f"# Benchmark report: {name}", ""]
-    if command:
-        md += ["Runs produced by:", "", f"```\n{command}\n```", ""]
+    md = report_header(f"Benchmark report: {name}", command)
     md += [f"{len(runs)} runs, optuna {optuna.__version__}.", "", "## Definitions", ""]
     md += [DEFINITIONS.format(n_samples=n_samples, method=BOUNDS_METHOD)]
     beyond = beyond_bounds(runs)
@@ -655,9 +697,7 @@ def build_report(
             oracle = floors["incumbents"]
             tolerance = 1.1 if sub[0].problem in SYNTHETIC else 1.0
             md += ["Few-trial targets:", "", target_table(sub, oracle, "metabo", tolerance), ""]
-    path = out / f"{name}.md"
-    path.write_text("\n".join(md))
-    return path
+    return write_report(out, name, md)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

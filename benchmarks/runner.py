@@ -18,17 +18,20 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
+from functools import partial
 import multiprocessing
 import os
 from pathlib import Path
 import sys
 import time
 from typing import Any
+import warnings
 import zlib
 
 import numpy as np
 import optuna
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from benchmarks import DEFAULT_STORAGE
 from benchmarks.problems import get_problem
@@ -196,19 +199,64 @@ def ensure_prior(
     if _is_complete(storage, name):
         return name
     problem = get_problem(problem_name)
-    pseed = _stable_seed(problem_name, task, seed, "prior")
-    sampler = (
-        optuna.samplers.RandomSampler(seed=pseed)
-        if protocol.prior_sampler == "random"
-        else optuna.samplers.TPESampler(seed=pseed)
-    )
+    sampler = prior_sampler(problem_name, task, seed, protocol)
     study = optuna.create_study(direction=problem.direction, sampler=sampler, pruner=NO_PRUNING)
     study.optimize(problem.prior_objective(task), n_trials=protocol.prior_trials)
+    write_prior(storage, name, study, problem_name, task, seed, protocol)
+    return name
+
+
+def prior_sampler(
+    problem_name: str,
+    task: str,
+    seed: int,
+    protocol: Protocol,
+    constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
+) -> optuna.samplers.BaseSampler:
+    """The sampler of a prior study: ``TPESampler`` (``RandomSampler`` with ``--prior-sampler
+    random``), seeded per problem, task and seed.
+
+    Args:
+        problem_name: Problem name.
+        task: Prior task id.
+        seed: Seed.
+        protocol: Protocol knobs.
+        constraints_func: ``TPESampler``'s ``constraints_func``, for constrained problems.
+    """
+    pseed = _stable_seed(problem_name, task, seed, "prior")
+    if protocol.prior_sampler == "random":
+        return optuna.samplers.RandomSampler(seed=pseed)
+    if constraints_func is None:
+        return optuna.samplers.TPESampler(seed=pseed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # constraints_func in Optuna 5
+        return optuna.samplers.TPESampler(seed=pseed, constraints_func=constraints_func)
+
+
+def write_prior(
+    storage: BaseStorage,
+    name: str,
+    study: optuna.Study,
+    problem_name: str,
+    task: str,
+    seed: int,
+    protocol: Protocol,
+) -> None:
+    """Store a finished prior study under ``name`` with the attributes every prior has.
+
+    Args:
+        storage: The benchmark storage.
+        name: The prior study's name.
+        study: The finished in-memory study.
+        problem_name: Problem name.
+        task: Prior task id.
+        seed: Seed.
+        protocol: Protocol knobs.
+    """
     attrs: dict[str, object] = {"bench:role": "prior", "bench:problem": problem_name}
     attrs["bench:task"] = task
     attrs |= {"bench:seed": seed, "bench:prior_sampler": protocol.prior_sampler}
     _write_study(storage, name, study, attrs)
-    return name
 
 
 @dataclass
@@ -335,16 +383,21 @@ def _init_worker() -> None:
         pass
 
 
-def _safe_run(args: tuple[RunKey, Protocol, str]) -> str:
+def _safe_run(
+    run_one: Callable[[RunKey, Protocol, str], str], args: tuple[RunKey, Protocol, str]
+) -> str:
     try:
         return run_one(*args)
     except Exception as exc:  # one broken run must not stop a full benchmark
         return f"FAILED {args[0].study_name(args[1])}: {type(exc).__name__}: {exc}"
 
 
-def _safe_prior(args: tuple[str, str, int, Protocol, str]) -> str:
+def _safe_prior(
+    ensure: Callable[[str, str, int, Protocol, str], str],
+    args: tuple[str, str, int, Protocol, str],
+) -> str:
     try:
-        return f"prior {ensure_prior(*args)}"
+        return f"prior {ensure(*args)}"
     except Exception as exc:
         return f"FAILED prior {args[:3]}: {type(exc).__name__}: {exc}"
 
@@ -381,115 +434,128 @@ def resolve_targets(problem: Problem, targets: str | Sequence[str] | None) -> li
     return [t for t in targets if t in problem.all_targets()]
 
 
-def plan(
-    problems: Iterable[str],
-    samplers: Iterable[str],
-    seeds: Iterable[int],
-    targets: str | Sequence[str] | None = None,
-) -> list[RunKey]:
-    """List the runs of a benchmark.
+@dataclass(frozen=True)
+class RunKind:
+    """One kind of benchmark run (single-objective, multi-objective, learning-curve): plans its
+    runs and runs the missing ones.
 
     Args:
-        problems: Problem names.
-        samplers: Sampler names.
-        seeds: Seeds.
-        targets: Target selection, see :func:`resolve_targets`.
-    """
-    keys = []
-    for p in problems:
-        for t in resolve_targets(get_problem(p), targets):
-            keys += [RunKey(p, t, s, seed) for seed in seeds for s in samplers]
-    return keys
-
-
-def run_all(
-    keys: Sequence[RunKey],
-    protocol: Protocol,
-    storage: str = DEFAULT_STORAGE,
-    jobs: int = 1,
-    log: bool = True,
-) -> list[str]:
-    """Run every missing run of ``keys`` (priors first), with ``jobs`` processes.
-
-    Args:
-        keys: Runs, e.g. from :func:`plan`.
-        protocol: Protocol knobs.
-        storage: Storage URL (a URL, so that worker processes can open it).
-        jobs: Number of worker processes; 1 runs in this process.
-        log: Print one line per finished run.
-    """
-    return execute_runs(
-        keys, protocol, storage, jobs, log, SAMPLERS, get_problem, _safe_prior, _safe_run
-    )
-
-
-def execute_runs(
-    keys: Sequence[RunKey],
-    protocol: Protocol,
-    storage: str,
-    jobs: int,
-    log: bool,
-    samplers: Mapping[str, Any],
-    problem_of: Callable[[str], Any],
-    prior_fn: Callable[[tuple[str, str, int, Protocol, str]], str],
-    run_fn: Callable[[tuple[RunKey, Protocol, str]], str],
-) -> list[str]:
-    """Runs every missing run of ``keys`` (priors first), with ``jobs`` processes; shared by
-    the single- and multi-objective runners.
-
-    Args:
-        keys: Runs.
-        protocol: Protocol knobs.
-        storage: Storage URL (a URL, so that worker processes can open it).
-        jobs: Number of worker processes; 1 runs in this process.
-        log: Print one line per finished run.
         samplers: The sampler registry of the runs.
         problem_of: Problem by name.
-        prior_fn: Makes one prior study (top-level, so worker processes can run it).
-        run_fn: Makes one run (top-level too).
+        ensure: Makes one prior study unless it is stored (top-level, so that worker processes
+            can run it).
+        run_one: Makes one run unless it is stored (top-level too).
     """
-    done = _complete_names(get_storage(storage))
-    status: list[str] = []
-    todo, unavailable = [], {}
-    for k in keys:
-        reason = samplers[k.sampler].unavailable()
-        if k.study_name(protocol) in done:
-            status.append(f"skipped (stored) {k.study_name(protocol)}")
-        elif reason:
-            unavailable[k.sampler] = reason
-            status.append(f"skipped (unavailable) {k.study_name(protocol)}: {reason}")
-        else:
-            todo.append(k)
-    for sampler, reason in unavailable.items():
-        print(f"[bench] sampler {sampler!r} skipped: {reason}", file=sys.stderr)
-    priors = sorted(
-        {
-            (k.problem, t, k.seed, protocol, storage)
-            for k in todo
-            if samplers[k.sampler].uses_priors
-            for t in prior_tasks(problem_of(k.problem), k.target, k.seed, protocol)
-            if prior_name(k.problem, t, k.seed, protocol) not in done
-        },
-        key=str,
-    )
-    work = [(k, protocol, storage) for k in todo]
-    if jobs <= 1:
-        _init_worker()
-        results = [prior_fn(a) for a in priors] + [run_fn(a) for a in work]
-        if log:
-            print("\n".join(results), file=sys.stderr)
-        return status + results
-    results = []
-    with multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker) as pool:
-        for i, line in enumerate(pool.imap_unordered(prior_fn, priors), 1):
-            results.append(line)
-            if log and (i % 10 == 0 or i == len(priors) or line.startswith("FAILED")):
-                print(f"[bench prior {i}/{len(priors)}] {line}", file=sys.stderr, flush=True)
-        for i, line in enumerate(pool.imap_unordered(run_fn, work), 1):
-            results.append(line)
+
+    samplers: Mapping[str, Any]
+    problem_of: Callable[[str], Any]
+    ensure: Callable[[str, str, int, Protocol, str], str]
+    run_one: Callable[[RunKey, Protocol, str], str]
+
+    def plan(
+        self,
+        problems: Iterable[str],
+        samplers: Iterable[str],
+        seeds: Iterable[int],
+        targets: str | Sequence[str] | None = None,
+    ) -> list[RunKey]:
+        """List the runs of a benchmark.
+
+        Args:
+            problems: Problem names.
+            samplers: Sampler names (keys of the registry).
+            seeds: Seeds.
+            targets: Target selection, see :func:`resolve_targets`.
+        """
+        samplers, seeds = list(samplers), list(seeds)
+        keys = []
+        for p in problems:
+            for t in resolve_targets(self.problem_of(p), targets):
+                keys += [RunKey(p, t, s, seed) for seed in seeds for s in samplers]
+        return keys
+
+    def run_all(
+        self,
+        keys: Sequence[RunKey],
+        protocol: Protocol,
+        storage: str = DEFAULT_STORAGE,
+        jobs: int = 1,
+        log: bool = True,
+    ) -> list[str]:
+        """Run every missing run of ``keys`` (priors first), with ``jobs`` processes.
+
+        Args:
+            keys: Runs, e.g. from :meth:`plan`.
+            protocol: Protocol knobs.
+            storage: Storage URL (a URL, so that worker processes can open it).
+            jobs: Number of worker processes; 1 runs in this process.
+            log: Print one line per finished run.
+        """
+        done = _complete_names(get_storage(storage))
+        status: list[str] = []
+        todo, unavailable = [], {}
+        for k in keys:
+            reason = self.samplers[k.sampler].unavailable()
+            if k.study_name(protocol) in done:
+                status.append(f"skipped (stored) {k.study_name(protocol)}")
+            elif reason:
+                unavailable[k.sampler] = reason
+                status.append(f"skipped (unavailable) {k.study_name(protocol)}: {reason}")
+            else:
+                todo.append(k)
+        for sampler, reason in unavailable.items():
+            print(f"[bench] sampler {sampler!r} skipped: {reason}", file=sys.stderr)
+        priors = sorted(
+            {
+                (k.problem, t, k.seed, protocol, storage)
+                for k in todo
+                if self.samplers[k.sampler].uses_priors
+                for t in prior_tasks(self.problem_of(k.problem), k.target, k.seed, protocol)
+                if prior_name(k.problem, t, k.seed, protocol) not in done
+            },
+            key=str,
+        )
+        work = [(k, protocol, storage) for k in todo]
+        # Partials of top-level functions, so that worker processes can unpickle them.
+        prior_fn, run_fn = partial(_safe_prior, self.ensure), partial(_safe_run, self.run_one)
+        if jobs <= 1:
+            _init_worker()
+            results = [prior_fn(a) for a in priors] + [run_fn(a) for a in work]
             if log:
-                print(f"[bench {i}/{len(work)}] {line}", file=sys.stderr, flush=True)
-    return status + results
+                print("\n".join(results), file=sys.stderr)
+            return status + results
+        results = []
+        with multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker) as pool:
+            for i, line in enumerate(pool.imap_unordered(prior_fn, priors), 1):
+                results.append(line)
+                if log and (i % 10 == 0 or i == len(priors) or line.startswith("FAILED")):
+                    print(f"[bench prior {i}/{len(priors)}] {line}", file=sys.stderr, flush=True)
+            for i, line in enumerate(pool.imap_unordered(run_fn, work), 1):
+                results.append(line)
+                if log:
+                    print(f"[bench {i}/{len(work)}] {line}", file=sys.stderr, flush=True)
+        return status + results
+
+
+#: The single-objective runs: :func:`plan` lists them, :func:`run_all` runs the missing ones.
+SINGLE_RUNS = RunKind(SAMPLERS, get_problem, ensure_prior, run_one)
+plan = SINGLE_RUNS.plan
+run_all = SINGLE_RUNS.run_all
+
+
+def summarize(keys: Sequence[RunKey], results: Sequence[str]) -> int:
+    """Print a benchmark command's closing line; return its exit status (1 if a run failed).
+
+    Args:
+        keys: The planned runs.
+        results: Their status lines, from :meth:`RunKind.run_all`.
+    """
+    failed = [r for r in results if r.startswith("FAILED")]
+    done = sum(r.startswith("done") for r in results)
+    print(
+        f"[bench] {len(keys)} runs planned, {done} run now, {len(failed)} failed", file=sys.stderr
+    )
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -516,13 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = plan(
         expand_problems(args.problems), args.samplers.split(","), range(args.seeds), args.targets
     )
-    results = run_all(keys, protocol, args.storage, args.jobs)
-    failed = [r for r in results if r.startswith("FAILED")]
-    done = sum(r.startswith("done") for r in results)
-    print(
-        f"[bench] {len(keys)} runs planned, {done} run now, {len(failed)} failed", file=sys.stderr
-    )
-    return 1 if failed else 0
+    return summarize(keys, run_all(keys, protocol, args.storage, args.jobs))
 
 
 def expand_problems(spec: str) -> list[str]:

@@ -406,7 +406,8 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         args: Arguments with the options of :func:`add_model_arguments`.
 
     Returns:
-        Keyword arguments of :class:`TextClassificationObjective`.
+        Keyword arguments of :class:`TextClassificationObjective` (and of
+        :class:`~examples.hf_trainer.TrainerObjective`, for :mod:`examples.tweets_minilm`).
     """
     return {
         "model": args.model,

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
 
 from examples.common.tweets import TOPICS
 from examples.hf_trainer import TrainerObjective
+from examples.text_bert import model_kwargs as text_bert_model_kwargs
 from examples.text_bert import PACKAGED_MODELS
 from examples.text_bert import PRETRAINED_LR_RANGE
 from examples.text_bert import TINY_MODELS
@@ -72,23 +72,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-layers", type=int, default=2, help="tiny models' layers")
 
 
-def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Returns the objective's model keyword arguments from parsed arguments.
-
-    Args:
-        args: Arguments with the options of :func:`add_model_arguments`.
-
-    Returns:
-        Keyword arguments of :class:`~examples.hf_trainer.TrainerObjective`.
-    """
-    return {
-        "model": args.model,
-        "max_length": args.max_length,
-        "vocab_size": args.vocab_size,
-        "hidden_size": args.hidden_size,
-        "num_layers": args.num_layers,
-        "learning_rate_range": tuple(args.lr_range) if args.lr_range else None,
-    }
+#: The objective's model keyword arguments from parsed arguments: those of
+#: :mod:`examples.text_bert`, whose model options :func:`add_model_arguments` has too.
+model_kwargs = text_bert_model_kwargs
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 import math
 from typing import Any
 from typing import Literal
+from typing import TypeVar
 
 import numpy as np
 import optuna
 
 
 Direction = Literal["minimize", "maximize"]
+_P = TypeVar("_P")
 
 
 class RandomTrial:
@@ -383,3 +386,18 @@ def register_problem(name: str, factory: ProblemFactory) -> None:
 def registered_problems() -> dict[str, ProblemFactory]:
     """Return a copy of the problem registry."""
     return dict(_REGISTRY)
+
+
+def build_once(name: str, factories: Mapping[str, Callable[[], _P]], cache: dict[str, _P]) -> _P:
+    """Build (once per process, kept in ``cache``) and return the problem ``name``.
+
+    Args:
+        name: A key of ``factories``.
+        factories: Zero-argument problem factories by name.
+        cache: The problems built so far, by name.
+    """
+    if name not in cache:
+        if name not in factories:
+            raise KeyError(f"Unknown problem {name!r}; known: {sorted(factories)}")
+        cache[name] = factories[name]()
+    return cache[name]

@@ -36,6 +36,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
+from benchmarks.problems.base import build_once
 from benchmarks.problems.lcbench import LCBench
 from benchmarks.problems.lcbench import MAX_EPOCH
 from benchmarks.problems.lcbench import PARAMS
@@ -269,8 +270,4 @@ def get_lc_problem(name: str) -> LCProblem:
     Args:
         name: A key of :data:`LC_PROBLEMS`.
     """
-    if name not in _CACHE:
-        if name not in LC_PROBLEMS:
-            raise KeyError(f"Unknown problem {name!r}; known: {sorted(LC_PROBLEMS)}")
-        _CACHE[name] = LC_PROBLEMS[name]()
-    return _CACHE[name]
+    return build_once(name, LC_PROBLEMS, _CACHE)

@@ -33,6 +33,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
+from benchmarks.problems.base import build_once
 from benchmarks.problems.base import Direction
 from benchmarks.problems.base import Problem
 
@@ -350,8 +351,4 @@ def get_mo_problem(name: str) -> MOProblem:
     Args:
         name: A key of :data:`MO_PROBLEMS`.
     """
-    if name not in _CACHE:
-        if name not in MO_PROBLEMS:
-            raise KeyError(f"Unknown problem {name!r}; known: {sorted(MO_PROBLEMS)}")
-        _CACHE[name] = MO_PROBLEMS[name]()
-    return _CACHE[name]
+    return build_once(name, MO_PROBLEMS, _CACHE)
