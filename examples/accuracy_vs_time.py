@@ -23,6 +23,7 @@ import time
 import warnings
 
 import optuna
+from optuna.study import StudyDirection
 
 from examples.digits_family import make_objective
 from optuna_metabo import DashboardCallback
@@ -30,7 +31,7 @@ from optuna_metabo import MetaBOSampler
 
 
 METRICS = ["accuracy", "seconds"]
-DIRECTIONS = ["maximize", "minimize"]
+DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 HISTORY = ("digits-0to4", "digits-5to9")
 
 
