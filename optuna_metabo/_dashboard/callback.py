@@ -456,9 +456,14 @@ def _unfinished_lines(
         lines.append(
             f"- The failure model steered {_plural(len(steered), 'trial')} (those with "
             f"`{USER_ATTR_FAILURE}`), with a mean predicted failure probability of "
-            f"{_fmt(mean, 3)}; {unfinished.n_steered_failed} of them failed."
+            f"{_probability(mean)}; {unfinished.n_steered_failed} of them failed."
         )
     return lines + [""]
+
+
+def _probability(p: float) -> str:
+    """``p`` to three significant digits, or "< 0.001" (tinier values are fit noise)."""
+    return "< 0.001" if p < 1e-3 else _fmt(p, 3)
 
 
 def _prior_unfinished(used: list[Mapping[str, Any]]) -> tuple[int, int]:
