@@ -166,11 +166,12 @@ def test_the_design_ends_once_the_target_ranks_the_priors_configurations_backwar
     assert sources == {None: "prior_design", 1.0: "model"}
 
 
-def test_held_values_restart_only_from_a_target_best_not_tried_before(
+def test_held_values_restart_from_a_new_target_best_and_every_few_fits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A prior that never tuned ``x1`` learns the value it held it at. The fit's second start
-    (held values at the target's best) runs once per new target best, not on every fit."""
+    (held values at the target's best) runs at once for a new target best, and otherwise
+    only every ``_HELD_RESTART_EVERY`` fits."""
     from optuna_metabo._core import proposal as proposal_module
 
     starts: list[np.ndarray | None] = []
@@ -191,8 +192,9 @@ def test_held_values_restart_only_from_a_target_best_not_tried_before(
         engine.fit([prior], target_x, target_y)
         # Later points are worse than the best one: it does not change.
         target_x = np.concatenate([target_x, [[0.95 - 0.1 * step, 0.95]]])
-    assert starts[0] is not None and np.allclose(starts[0], [0.35, 0.5])
-    assert all(s is None for s in starts[1:]) and len(starts) == 4
+    every = proposal_module._HELD_RESTART_EVERY
+    assert [s is not None for s in starts] == [step % every == 0 for step in range(4)]
+    assert all(np.allclose(s, [0.35, 0.5]) for s in starts if s is not None)
     target_x = np.concatenate([target_x, [[0.31, 0.5]]])  # a new best: one restart from it
     engine.fit([prior], target_x, (target_x[:, 0] - 0.3) ** 2 + (target_x[:, 1] - 0.5) ** 2)
     assert starts[-1] is not None and np.allclose(starts[-1], [0.31, 0.5])

@@ -274,6 +274,9 @@ _PAIR_AGREEMENT = 0.75
 # ICM's. The ICM's shared hyperparameters fit the target a little worse even where the priors
 # help (on LCBench by 0.1-0.6 nats per trial), so only a clear gap means they mislead.
 _TARGET_ONLY_MARGIN = 1.0
+# Fits between two held-value restarts from an unchanged target best: new target points can
+# move the likelihood's preferred mode, and the warm start alone stays in the old one.
+_HELD_RESTART_EVERY = 2
 
 
 def _prior_means(model: ConditionalView, x: np.ndarray, tasks: list[int]) -> np.ndarray:
@@ -503,6 +506,7 @@ class ProposalEngine:
         self._kept_at: int | None = None
         # The target's best configuration that the last held-value restart started from.
         self._restarted_from: np.ndarray | None = None
+        self._fits_since_restart = 0
         # Whether the target's results said the priors mislead at the last proposal: the next
         # fits then let the task correlations go negative (see ``settings.mislead_log_odds``).
         self._misled = False
@@ -573,16 +577,17 @@ class ProposalEngine:
         )
 
     def _new_target_best(self, data: TrainingData) -> np.ndarray | None:
-        """The target's best configuration ``(d,)`` where it changed since the last restart
-        from it (None where not: a restart from the same values would find the same mode that
-        the warm start already compared against)."""
+        """The target's best configuration ``(d,)`` to restart the fit from, where it changed
+        since the last restart or ``_HELD_RESTART_EVERY`` fits have passed since (None
+        otherwise: the warm start keeps the mode the last restart chose)."""
         best = _target_best_x(data)
         if best is None or data.n_unknown == 0:
             return None
-        last = self._restarted_from
-        if last is not None and last.shape == best.shape and np.array_equal(last, best, True):
+        last, self._fits_since_restart = self._restarted_from, self._fits_since_restart + 1
+        same = last is not None and last.shape == best.shape and np.array_equal(last, best, True)
+        if same and self._fits_since_restart < _HELD_RESTART_EVERY:
             return None
-        self._restarted_from = best
+        self._restarted_from, self._fits_since_restart = best, 0
         return best
 
     def propose(
