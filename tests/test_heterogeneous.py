@@ -101,10 +101,11 @@ def test_all_priors_lacking_a_parameter_lets_the_design_explore_it() -> None:
     _grown_priors(storage, n_trials=15)
     study = _best_after(_sampler(storage), _grown_target, 5)
     design = [t for t in study.trials if t.user_attrs["metabo:source"] == "prior_design"]
-    # The priors cannot rank results that b changes, so the ranking test may hand a trial of
-    # the design to the model; the design itself does not pin b at one guess.
-    assert len(design) >= 4
-    assert len({round(t.params["b"], 6) for t in design}) >= 3
+    # The priors cannot rank results that b changes, so the ranking test may hand the last
+    # trials of the design to the model (it does after 3 on Optuna 5.1.0); the design itself
+    # never pins b at one guess: every design trial tries a new b.
+    assert len(design) >= 3
+    assert len({round(t.params["b"], 6) for t in design}) == len(design)
 
 
 def _shrunk_prior(storage: Any) -> None:
